@@ -1,0 +1,243 @@
+"""Inventory reads: available-to-promise per channel, its term-by-term explanation, ledger checks."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from oms.errors import ValidationFailed
+
+from .models import Channel, IncomingSupply, Item, Location, Reservation, ReservationLine, Stock, StockMovement
+
+EARTH_RADIUS_KM = 6371.0088
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
+
+
+@dataclass(frozen=True)
+class Near:
+    latitude: float
+    longitude: float
+    radius_km: float
+
+
+@dataclass(frozen=True)
+class _Loc:
+    id: int
+    code: str
+    latitude: float | None
+    longitude: float | None
+    distance_km: float | None = None
+
+
+def _channel_locations(channel: Channel, *, near: Near | None, location: Location | None) -> list[_Loc]:
+    qs = channel.locations.filter(active=True)
+    if location is not None:
+        qs = qs.filter(pk=location.pk)
+    locs = [
+        _Loc(pk, code, float(lat) if lat is not None else None, float(lng) if lng is not None else None)
+        for pk, code, lat, lng in qs.values_list("id", "code", "latitude", "longitude")
+    ]
+    if near is None:
+        return locs
+    out = []
+    for loc in locs:
+        if loc.latitude is None or loc.longitude is None:
+            continue
+        d = haversine_km(near.latitude, near.longitude, loc.latitude, loc.longitude)
+        if d <= near.radius_km:
+            out.append(_Loc(loc.id, loc.code, loc.latitude, loc.longitude, round(d, 1)))
+    return sorted(out, key=lambda x: x.distance_km)
+
+
+def resolve_items(skus: list[str]) -> dict[str, tuple[int, bool]]:
+    items = {sku: (pk, active) for pk, sku, active in Item.objects.filter(sku__in=skus).values_list("id", "sku", "active")}
+    unknown = [s for s in skus if s not in items]
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown SKU(s): {', '.join(unknown[:20])}", fields={"skus": f"Unknown: {', '.join(unknown[:20])}"}
+        )
+    return items
+
+
+def _expired_holds(item_ids, loc_ids) -> dict[tuple[int, int], int]:
+    """Units still counted as reserved by carts that have expired but not yet been swept:
+    they are free to promise, so ATP adds them back."""
+    rows = (
+        ReservationLine.objects.filter(
+            reservation__status=Reservation.Status.ACTIVE,
+            reservation__expires_at__lte=timezone.now(),
+            item_id__in=item_ids,
+            location_id__in=loc_ids,
+        )
+        .values_list("location_id", "item_id")
+        .annotate(q=Sum("quantity"))
+    )
+    return {(loc, item): q for loc, item, q in rows}
+
+
+def location_terms(channel: Channel, on_hand: int, reserved: int, safety: int, expired: int) -> dict:
+    effective_reserved = reserved - expired
+    net = on_hand - effective_reserved - safety
+    buffer = channel.buffer_for(net)
+    return {
+        "on_hand": on_hand,
+        "reserved": effective_reserved,
+        "safety_stock": safety,
+        "channel_buffer": buffer,
+        "available": max(0, net - buffer),
+    }
+
+
+def channel_availability(
+    *,
+    channel: Channel,
+    skus: list[str],
+    detail: bool = False,
+    near: Near | None = None,
+    location: Location | None = None,
+) -> dict:
+    """ATP per SKU across the channel's active locations (or those near a point / one location)."""
+    items = resolve_items(skus)
+    locs = _channel_locations(channel, near=near, location=location)
+    loc_by_id = {loc.id: loc for loc in locs}
+    item_ids = [pk for pk, _ in items.values()]
+    rows = (
+        Stock.objects.filter(item_id__in=item_ids, location_id__in=loc_by_id)
+        .values_list("item_id", "location_id", "on_hand", "reserved", "safety_stock")
+    )
+    expired = _expired_holds(item_ids, list(loc_by_id)) if loc_by_id else {}
+    totals: dict[int, int] = defaultdict(int)
+    by_location: dict[int, list[dict]] = defaultdict(list)
+    for item_id, loc_id, on_hand, reserved, safety in rows:
+        terms = location_terms(channel, on_hand, reserved, safety, expired.get((loc_id, item_id), 0))
+        totals[item_id] += terms["available"]
+        if detail:
+            loc = loc_by_id[loc_id]
+            entry = {"location": loc.code, **terms}
+            del entry["channel_buffer"]
+            if channel.safety_buffer or channel.safety_buffer_percent:
+                entry["channel_buffer"] = terms["channel_buffer"]
+            if loc.distance_km is not None:
+                entry["distance_km"] = loc.distance_km
+            by_location[item_id].append(entry)
+    incoming: dict[int, list[dict]] = defaultdict(list)
+    supply = (
+        IncomingSupply.objects.filter(
+            item_id__in=item_ids, location_id__in=loc_by_id, status=IncomingSupply.Status.OPEN
+        )
+        .annotate(open_qty=F("quantity") - F("quantity_received"))
+        .order_by("expected_date", "id")
+        .values_list("item_id", "location_id", "open_qty", "expected_date")
+    )
+    for item_id, loc_id, qty, expected in supply:
+        if qty > 0:
+            incoming[item_id].append(
+                {"location": loc_by_id[loc_id].code, "quantity": qty, "expected_date": expected.isoformat()}
+            )
+    out_items = []
+    for sku in skus:
+        item_id, active = items[sku]
+        entry = {"sku": sku, "available": totals[item_id] if active else 0}
+        if not active:
+            entry["inactive"] = True
+        if detail:
+            key = (lambda e: e.get("distance_km", 0)) if near else (lambda e: e["location"])
+            entry["by_location"] = sorted(by_location[item_id], key=key)
+        entry["incoming"] = incoming[item_id]
+        out_items.append(entry)
+    return {"channel": channel.code, "items": out_items}
+
+
+def availability_breakdown(*, channel: Channel, sku: str) -> dict:
+    """Explain one SKU's channel ATP location by location, including what was left out and why."""
+    items = resolve_items([sku])
+    item_id, active = items[sku]
+    in_channel = set(channel.locations.values_list("id", flat=True))
+    stock = {
+        s.location_id: s
+        for s in Stock.objects.filter(item_id=item_id).select_related("location")
+    }
+    loc_ids = in_channel | set(stock)
+    locations = {loc.pk: loc for loc in Location.objects.filter(pk__in=loc_ids)}
+    expired = _expired_holds([item_id], list(loc_ids))
+    rows = []
+    total = 0
+    for loc_id in sorted(loc_ids, key=lambda pk: locations[pk].code):
+        loc = locations[loc_id]
+        s = stock.get(loc_id)
+        terms = location_terms(
+            channel,
+            s.on_hand if s else 0,
+            s.reserved if s else 0,
+            s.safety_stock if s else 0,
+            expired.get((loc_id, item_id), 0),
+        )
+        reason = None
+        if loc_id not in in_channel:
+            reason = "location does not serve this channel"
+        elif not loc.active:
+            reason = "location inactive"
+        elif not active:
+            reason = "item inactive"
+        counted = terms["available"] if reason is None else 0
+        total += counted
+        rows.append(
+            {
+                "location": loc.code,
+                **terms,
+                "expired_cart_holds": expired.get((loc_id, item_id), 0),
+                "counted": counted,
+                "excluded_reason": reason,
+            }
+        )
+    return {
+        "channel": channel.code,
+        "sku": sku,
+        "available": total,
+        "formula": "available = Σ max(0, on_hand − reserved − safety_stock − channel_buffer) "
+        "over the channel's active locations",
+        "channel_buffer_rule": (
+            f"max({channel.safety_buffer} units, {channel.safety_buffer_percent}% of "
+            "on_hand − reserved − safety_stock) per location"
+        ),
+        "locations": rows,
+    }
+
+
+@dataclass(frozen=True)
+class LedgerMismatch:
+    location_id: int
+    item_id: int
+    on_hand: int
+    reserved: int
+    ledger_on_hand: int
+    ledger_reserved: int
+
+
+def ledger_mismatches() -> list[LedgerMismatch]:
+    """Stock rows whose counters differ from the sum of their ledger movements."""
+    sums = {
+        (loc, item): (oh or 0, r or 0)
+        for loc, item, oh, r in StockMovement.objects.values_list("location_id", "item_id")
+        .annotate(oh=Sum("delta_on_hand"), r=Sum("delta_reserved"))
+        .values_list("location_id", "item_id", "oh", "r")
+    }
+    out = []
+    for loc, item, on_hand, reserved in Stock.objects.values_list("location_id", "item_id", "on_hand", "reserved").iterator(chunk_size=5000):
+        lo, lr = sums.pop((loc, item), (0, 0))
+        if (lo, lr) != (on_hand, reserved):
+            out.append(LedgerMismatch(loc, item, on_hand, reserved, lo, lr))
+    for (loc, item), (lo, lr) in sums.items():
+        if (lo, lr) != (0, 0):
+            out.append(LedgerMismatch(loc, item, 0, 0, lo, lr))
+    return out

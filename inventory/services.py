@@ -1,0 +1,721 @@
+"""Inventory writes. Every change of on_hand or reserved goes through `_apply_movements`,
+which uses conditional updates in stock-pk order and writes one ledger row per change."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from oms.actor import Actor
+from oms.errors import Conflict, InsufficientStock, NotFound, ValidationFailed
+from oms.outbox import outbox_publish_event
+
+from .locks import reservation_for_update, stock_for_update
+from .models import (
+    Channel,
+    IncomingSupply,
+    Item,
+    Location,
+    MovementReason,
+    Reservation,
+    ReservationLine,
+    Stock,
+    StockMovement,
+)
+
+log = logging.getLogger(__name__)
+
+EVENT_SKU_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class StockLine:
+    location_id: int
+    item_id: int
+    quantity: int
+
+
+@dataclass
+class _Movement:
+    stock_id: int
+    location_id: int
+    item_id: int
+    delta_on_hand: int
+    delta_reserved: int
+    reason: str
+    reference: str = ""
+    note: str = ""
+    dedupe_key: str | None = None
+    # reserve: also keep safety stock untouched (ATP check), not just reserved <= on_hand
+    check_available: bool = False
+    label: str = ""
+
+
+class _Rejected(Exception):
+    def __init__(self, movements: list[_Movement]):
+        self.movements = movements
+
+
+_UPDATE_SQL = """
+UPDATE inventory_stock
+   SET on_hand = on_hand + %s, reserved = reserved + %s, updated_at = %s
+ WHERE id = %s
+   AND on_hand + %s >= reserved + %s
+   AND reserved + %s >= 0
+   {extra}
+RETURNING on_hand, reserved
+"""
+_UPDATE_PLAIN = _UPDATE_SQL.format(extra="")
+_UPDATE_ATP = _UPDATE_SQL.format(extra="AND on_hand - reserved - safety_stock >= %s")
+
+
+def _apply_movements(movements: list[_Movement], *, actor: Actor) -> list[StockMovement]:
+    """Apply stock deltas atomically (caller holds the transaction), in stock-pk order.
+
+    Each update is conditional, so the counters can never go negative or let reserved pass
+    on hand, whatever runs concurrently. Rejected movements are collected and raised together.
+    """
+    now = timezone.now()
+    ledger: list[StockMovement] = []
+    rejected: list[_Movement] = []
+    actor_fields = actor.as_fields()
+    with connection.cursor() as cursor:
+        for m in sorted(movements, key=lambda m: m.stock_id):
+            params = [
+                m.delta_on_hand, m.delta_reserved, now, m.stock_id,
+                m.delta_on_hand, m.delta_reserved, m.delta_reserved,
+            ]
+            if m.check_available:
+                cursor.execute(_UPDATE_ATP, [*params, m.delta_reserved])
+            else:
+                cursor.execute(_UPDATE_PLAIN, params)
+            row = cursor.fetchone()
+            if row is None:
+                rejected.append(m)
+                continue
+            ledger.append(
+                StockMovement(
+                    location_id=m.location_id,
+                    item_id=m.item_id,
+                    delta_on_hand=m.delta_on_hand,
+                    delta_reserved=m.delta_reserved,
+                    on_hand_after=row[0],
+                    reserved_after=row[1],
+                    reason=m.reason,
+                    reference=m.reference[:200],
+                    note=m.note[:200],
+                    dedupe_key=m.dedupe_key,
+                    **actor_fields,
+                )
+            )
+    if rejected:
+        raise _Rejected(rejected)
+    try:
+        with transaction.atomic():
+            StockMovement.objects.bulk_create(ledger)
+    except IntegrityError as exc:
+        raise Conflict(
+            "A concurrent request applied the same reference; retry to see its result."
+        ) from exc
+    return ledger
+
+
+def _stock_ids(pairs: Iterable[tuple[int, int]], *, create: bool = False) -> dict[tuple[int, int], int]:
+    pairs = set(pairs)
+    if not pairs:
+        return {}
+    loc_ids = {p[0] for p in pairs}
+    item_ids = {p[1] for p in pairs}
+
+    def load() -> dict[tuple[int, int], int]:
+        rows = Stock.objects.filter(location_id__in=loc_ids, item_id__in=item_ids).values_list(
+            "location_id", "item_id", "id"
+        )
+        return {(loc, item): pk for loc, item, pk in rows if (loc, item) in pairs}
+
+    found = load()
+    missing = pairs - found.keys()
+    if create and missing:
+        Stock.objects.bulk_create(
+            [Stock(location_id=loc, item_id=item) for loc, item in missing], ignore_conflicts=True
+        )
+        found = load()
+    return found
+
+
+def _publish_stock_changed(ledger: Sequence[StockMovement], *, cause: str) -> None:
+    if not ledger:
+        return
+    locations = dict(Location.objects.filter(id__in={m.location_id for m in ledger}).values_list("id", "code"))
+    item_ids = {m.item_id for m in ledger}
+    skus = dict(Item.objects.filter(id__in=list(item_ids)[:EVENT_SKU_LIMIT]).values_list("id", "sku"))
+    by_location: dict[str, set[str]] = defaultdict(set)
+    for m in ledger:
+        if m.item_id in skus:
+            by_location[locations[m.location_id]].add(skus[m.item_id])
+    outbox_publish_event(
+        "inventory.changed",
+        {
+            "cause": cause,
+            "changes": [{"location": loc, "skus": sorted(s)} for loc, s in sorted(by_location.items())],
+            "truncated": len(item_ids) > EVENT_SKU_LIMIT,
+        },
+    )
+
+
+def _sku_names(item_ids: Iterable[int]) -> list[str]:
+    return sorted(Item.objects.filter(id__in=set(item_ids)).values_list("sku", flat=True))
+
+
+# --- Reservations: reserve, release, commit on shipment ------------------------------------------
+
+
+def stock_reserve(
+    *,
+    lines: Sequence[StockLine],
+    actor: Actor,
+    reference: str,
+    reason: str = MovementReason.RESERVE,
+    sweep_expired: bool = True,
+) -> list[StockMovement]:
+    """Reserve every line at its location, all or nothing.
+
+    Raises InsufficientStock naming the SKUs that could not be reserved; the caller's
+    transaction then rolls back and nothing is held.
+    """
+    _check_quantities(lines)
+    with transaction.atomic():
+        if sweep_expired:
+            release_expired_reservations(item_ids={line.item_id for line in lines})
+        ids = _stock_ids((line.location_id, line.item_id) for line in lines)
+        missing = [line for line in lines if (line.location_id, line.item_id) not in ids]
+        if missing:
+            skus = _sku_names(line.item_id for line in missing)
+            raise InsufficientStock(f"Not enough stock for {', '.join(skus)}.", skus=skus)
+        movements = [
+            _Movement(
+                stock_id=ids[(line.location_id, line.item_id)],
+                location_id=line.location_id,
+                item_id=line.item_id,
+                delta_on_hand=0,
+                delta_reserved=line.quantity,
+                reason=reason,
+                reference=reference,
+                check_available=True,
+            )
+            for line in lines
+        ]
+        try:
+            ledger = _apply_movements(movements, actor=actor)
+        except _Rejected as exc:
+            skus = _sku_names(m.item_id for m in exc.movements)
+            raise InsufficientStock(f"Not enough stock for {', '.join(skus)}.", skus=skus) from None
+        _publish_stock_changed(ledger, cause=reason)
+        return ledger
+
+
+def stock_release(
+    *,
+    lines: Sequence[StockLine],
+    actor: Actor,
+    reference: str,
+    reason: str = MovementReason.RELEASE,
+) -> list[StockMovement]:
+    """Give reserved units back to availability."""
+    return _unreserve(lines=lines, actor=actor, reference=reference, reason=reason, consume=False)
+
+
+def stock_commit_shipment(
+    *, lines: Sequence[StockLine], actor: Actor, reference: str
+) -> list[StockMovement]:
+    """Shipped units leave the building: on hand and reserved both decrease."""
+    return _unreserve(
+        lines=lines, actor=actor, reference=reference, reason=MovementReason.SHIP, consume=True
+    )
+
+
+def _unreserve(
+    *, lines: Sequence[StockLine], actor: Actor, reference: str, reason: str, consume: bool
+) -> list[StockMovement]:
+    _check_quantities(lines)
+    with transaction.atomic():
+        ids = _stock_ids((line.location_id, line.item_id) for line in lines)
+        movements = []
+        for line in lines:
+            stock_id = ids.get((line.location_id, line.item_id))
+            if stock_id is None:
+                raise Conflict(f"Nothing is reserved for item {line.item_id} at {line.location_id}.")
+            movements.append(
+                _Movement(
+                    stock_id=stock_id,
+                    location_id=line.location_id,
+                    item_id=line.item_id,
+                    delta_on_hand=-line.quantity if consume else 0,
+                    delta_reserved=-line.quantity,
+                    reason=reason,
+                    reference=reference,
+                )
+            )
+        try:
+            ledger = _apply_movements(movements, actor=actor)
+        except _Rejected as exc:
+            skus = _sku_names(m.item_id for m in exc.movements)
+            raise Conflict(
+                f"Cannot {'ship' if consume else 'release'} more than is reserved for {', '.join(skus)}."
+            ) from None
+        _publish_stock_changed(ledger, cause=reason)
+        return ledger
+
+
+def _check_quantities(lines: Sequence[StockLine]) -> None:
+    for line in lines:
+        if not isinstance(line.quantity, int) or line.quantity <= 0:
+            raise ValidationFailed("Quantities must be positive whole numbers.", fields={"quantity": "Must be ≥ 1."})
+
+
+# --- Adjustments, counts and snapshots -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    location: Location
+    item: Item
+    reason: str
+    reference: str = ""
+    delta: int | None = None
+    on_hand: int | None = None
+
+
+@dataclass
+class AdjustmentResult:
+    applied: list[StockMovement] = field(default_factory=list)
+    duplicates: list[Adjustment] = field(default_factory=list)
+    unchanged: list[Adjustment] = field(default_factory=list)
+
+
+def _dedupe_key(source: str, reference: str, location_id: int, item_id: int) -> str | None:
+    if not reference:
+        return None
+    return f"{source}|{reference}|{location_id}|{item_id}"[:255]
+
+
+@transaction.atomic
+def stock_adjust(*, adjustments: Sequence[Adjustment], actor: Actor, source: str) -> AdjustmentResult:
+    """Apply a batch of deltas or absolute counts, all or nothing.
+
+    A (source, reference, location, sku) seen before is skipped, so a retried batch is safe.
+    Counts are locked before reading so the delta written to the ledger is exact.
+    """
+    result = AdjustmentResult()
+    keys = [_dedupe_key(source, a.reference, a.location.pk, a.item.pk) for a in adjustments]
+    seen = set(
+        StockMovement.objects.filter(dedupe_key__in=[k for k in keys if k]).values_list(
+            "dedupe_key", flat=True
+        )
+    )
+    todo: list[tuple[Adjustment, str | None]] = []
+    for adj, key in zip(adjustments, keys, strict=True):
+        if key and key in seen:
+            result.duplicates.append(adj)
+            continue
+        if key:
+            seen.add(key)
+        todo.append((adj, key))
+    ids = _stock_ids(((a.location.pk, a.item.pk) for a, _ in todo), create=True)
+    counts = [a for a, _ in todo if a.on_hand is not None]
+    current: dict[int, tuple[int, int]] = {}
+    if counts:
+        locked = stock_for_update(pk__in=[ids[(a.location.pk, a.item.pk)] for a in counts])
+        current = {s.pk: (s.on_hand, s.reserved) for s in locked}
+    movements: list[_Movement] = []
+    errors: dict[str, str] = {}
+    for index, (adj, key) in enumerate(todo):
+        stock_id = ids[(adj.location.pk, adj.item.pk)]
+        if adj.on_hand is not None:
+            on_hand, reserved = current[stock_id]
+            if adj.on_hand < reserved:
+                errors[f"adjustments[{index}].on_hand"] = (
+                    f"{adj.item.sku} at {adj.location.code}: count {adj.on_hand} is below the "
+                    f"{reserved} units reserved for orders; release or re-route them first."
+                )
+                continue
+            delta = adj.on_hand - on_hand
+            current[stock_id] = (adj.on_hand, reserved)
+            if delta == 0:
+                result.unchanged.append(adj)
+                continue
+        else:
+            delta = adj.delta
+        movements.append(
+            _Movement(
+                stock_id=stock_id,
+                location_id=adj.location.pk,
+                item_id=adj.item.pk,
+                delta_on_hand=delta,
+                delta_reserved=0,
+                reason=adj.reason,
+                reference=adj.reference,
+                dedupe_key=key,
+                label=f"adjustments[{index}]",
+            )
+        )
+    if errors:
+        raise Conflict(next(iter(errors.values())), fields=errors)
+    try:
+        result.applied = _apply_movements(movements, actor=actor)
+    except _Rejected as exc:
+        fields = {
+            f"{m.label}.delta": "Would take on hand below zero or below what is reserved."
+            for m in exc.movements
+        }
+        raise Conflict(
+            f"{len(exc.movements)} adjustment(s) would leave less on hand than is reserved or "
+            "below zero; nothing was applied.",
+            fields=fields,
+        ) from None
+    _publish_stock_changed(result.applied, cause="adjustment")
+    return result
+
+
+@dataclass
+class SnapshotResult:
+    rows: int = 0
+    changed: int = 0
+    created: int = 0
+    zeroed: int = 0
+
+
+SNAPSHOT_CHUNK = 2000
+
+
+def stock_snapshot(
+    *,
+    location: Location,
+    counts: dict[str, tuple[int, int | None]],
+    actor: Actor,
+    reference: str = "",
+    full: bool = True,
+) -> SnapshotResult:
+    """Replace one location's stock with a full count: {sku: (on_hand, safety_stock|None)}.
+
+    With `full`, SKUs the location holds but the snapshot omits are counted as zero.
+    Bulk statements (no per-row saves) so tens of thousands of rows fit in one request.
+    """
+    result = SnapshotResult(rows=len(counts))
+    skus = list(counts)
+    item_ids: dict[str, int] = {}
+    for start in range(0, len(skus), 10_000):
+        item_ids.update(
+            Item.objects.filter(sku__in=skus[start : start + 10_000]).values_list("sku", "id")
+        )
+    unknown = [s for s in skus if s not in item_ids]
+    if unknown:
+        raise ValidationFailed(
+            f"{len(unknown)} unknown SKU(s): {', '.join(unknown[:20])}",
+            fields={"rows": {"sku": f"Unknown SKU(s): {', '.join(unknown[:20])}"}},
+        )
+    wanted = {item_ids[sku]: value for sku, value in counts.items()}
+    with transaction.atomic():
+        existing = {
+            item_id: (pk, on_hand, reserved, safety)
+            for pk, item_id, on_hand, reserved, safety in stock_for_update(
+                location=location
+            ).values_list("id", "item_id", "on_hand", "reserved", "safety_stock")
+        }
+        updates: list[tuple[int, int, int]] = []  # (stock id, on_hand, safety_stock)
+        creates: list[Stock] = []
+        ledger: list[StockMovement] = []
+        short: list[str] = []
+        actor_fields = actor.as_fields()
+        sku_by_id = {v: k for k, v in item_ids.items()}
+
+        def movement(item_id: int, delta: int, on_hand: int, reserved: int) -> None:
+            ledger.append(
+                StockMovement(
+                    location_id=location.pk, item_id=item_id, delta_on_hand=delta,
+                    delta_reserved=0, on_hand_after=on_hand, reserved_after=reserved,
+                    reason="snapshot", reference=reference[:200], **actor_fields,
+                )
+            )
+
+        for item_id, (on_hand, safety) in wanted.items():
+            row = existing.get(item_id)
+            if row is None:
+                creates.append(
+                    Stock(location=location, item_id=item_id, on_hand=on_hand, safety_stock=safety or 0)
+                )
+                if on_hand:
+                    movement(item_id, on_hand, on_hand, 0)
+                continue
+            pk, old, reserved, old_safety = row
+            if on_hand < reserved:
+                short.append(sku_by_id[item_id])
+                continue
+            new_safety = old_safety if safety is None else safety
+            if on_hand != old or new_safety != old_safety:
+                updates.append((pk, on_hand, new_safety))
+                if on_hand != old:
+                    movement(item_id, on_hand - old, on_hand, reserved)
+        if full:
+            for item_id, (pk, old, reserved, safety) in existing.items():
+                if item_id in wanted or old == 0:
+                    continue
+                if reserved > 0:
+                    short.append(f"item {item_id} (omitted)")
+                    continue
+                updates.append((pk, 0, safety))
+                movement(item_id, -old, 0, 0)
+                result.zeroed += 1
+        if short:
+            raise Conflict(
+                f"Snapshot counts below reserved quantity for {len(short)} SKU(s): "
+                f"{', '.join(short[:20])}; release or re-route those reservations first.",
+                fields={"rows": {"on_hand": "Below reserved for: " + ", ".join(short[:20])}},
+            )
+        now = timezone.now()
+        with connection.cursor() as cursor:
+            for start in range(0, len(updates), SNAPSHOT_CHUNK):
+                chunk = updates[start : start + SNAPSHOT_CHUNK]
+                values = ", ".join(["(%s, %s, %s)"] * len(chunk))
+                params = [v for row in chunk for v in row]
+                # Portable bulk update: UPDATE … FROM (VALUES …) works on PostgreSQL and SQLite ≥ 3.33.
+                cursor.execute(
+                    f"UPDATE inventory_stock SET on_hand = v.column2, safety_stock = v.column3, "
+                    f"updated_at = %s FROM (VALUES {values}) AS v "
+                    f"WHERE inventory_stock.id = v.column1",
+                    [now, *params],
+                )
+        Stock.objects.bulk_create(creates, batch_size=SNAPSHOT_CHUNK)
+        StockMovement.objects.bulk_create(ledger, batch_size=SNAPSHOT_CHUNK)
+        result.changed = len(updates) - result.zeroed
+        result.created = len(creates)
+        _publish_stock_changed(ledger, cause="snapshot")
+    return result
+
+
+# --- Incoming supply ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SupplyLine:
+    location: Location
+    item: Item
+    quantity: int
+    expected_date: date
+    reference: str
+
+
+@transaction.atomic
+def supply_upsert(*, lines: Sequence[SupplyLine]) -> list[IncomingSupply]:
+    """Record or update expected supply; the (reference, location, sku) triple is the key."""
+    out = []
+    for line in lines:
+        supply, created = IncomingSupply.objects.select_for_update().get_or_create(
+            reference=line.reference, location=line.location, item=line.item,
+            defaults={"quantity": line.quantity, "expected_date": line.expected_date},
+        )
+        if not created:
+            if line.quantity < supply.quantity_received:
+                raise Conflict(
+                    f"{line.reference}/{line.item.sku}: quantity {line.quantity} is below the "
+                    f"{supply.quantity_received} already received.",
+                    fields={"quantity": "Below quantity already received."},
+                )
+            supply.quantity = line.quantity
+            supply.expected_date = line.expected_date
+            if supply.status == IncomingSupply.Status.RECEIVED and supply.quantity_open > 0:
+                supply.status = IncomingSupply.Status.OPEN
+            supply.save(update_fields=["quantity", "expected_date", "status", "updated_at"])
+        out.append(supply)
+    return out
+
+
+@transaction.atomic
+def supply_receive(*, supply_id: int, quantity: int, actor: Actor) -> IncomingSupply:
+    """Receive expected supply into on hand at its location."""
+    supply = IncomingSupply.objects.select_for_update().select_related("item", "location").filter(pk=supply_id).first()
+    if supply is None:
+        raise NotFound("No such incoming supply.")
+    if supply.status != IncomingSupply.Status.OPEN:
+        raise Conflict(f"Supply {supply.reference} is {supply.status}.")
+    if quantity <= 0 or quantity > supply.quantity_open:
+        raise ValidationFailed(
+            f"Quantity must be between 1 and {supply.quantity_open}.",
+            fields={"quantity": f"Between 1 and {supply.quantity_open}."},
+        )
+    ids = _stock_ids([(supply.location_id, supply.item_id)], create=True)
+    ledger = _apply_movements(
+        [
+            _Movement(
+                stock_id=ids[(supply.location_id, supply.item_id)],
+                location_id=supply.location_id,
+                item_id=supply.item_id,
+                delta_on_hand=quantity,
+                delta_reserved=0,
+                reason=MovementReason.RECEIPT,
+                reference=supply.reference,
+            )
+        ],
+        actor=actor,
+    )
+    supply.quantity_received += quantity
+    if supply.quantity_open == 0:
+        supply.status = IncomingSupply.Status.RECEIVED
+    supply.save(update_fields=["quantity_received", "status", "updated_at"])
+    _publish_stock_changed(ledger, cause="receipt")
+    return supply
+
+
+# --- Cart reservations -------------------------------------------------------------------------
+
+MAX_PLAN_ATTEMPTS = 3
+
+
+def _plan_cart(channel: Channel, wanted: dict[int, int]) -> list[StockLine] | list[int]:
+    """Spread each item over the channel's active locations: preferred locations first,
+    then the deepest stock. Returns the plan, or the item ids that cannot be covered."""
+    rows = (
+        Stock.objects.filter(
+            item_id__in=wanted,
+            location__in=channel.locations.filter(active=True),
+        )
+        .values_list("item_id", "location_id", "location__priority", "on_hand", "reserved", "safety_stock")
+    )
+    candidates: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+    for item_id, loc_id, priority, on_hand, reserved, safety in rows:
+        available = on_hand - reserved - safety
+        if available > 0:
+            candidates[item_id].append((priority, -available, loc_id))
+    plan: list[StockLine] = []
+    short: list[int] = []
+    for item_id, quantity in sorted(wanted.items()):
+        remaining = quantity
+        for _, neg_available, loc_id in sorted(candidates[item_id]):
+            take = min(remaining, -neg_available)
+            plan.append(StockLine(loc_id, item_id, take))
+            remaining -= take
+            if remaining == 0:
+                break
+        if remaining:
+            short.append(item_id)
+    return short if short else plan
+
+
+@transaction.atomic
+def cart_reservation_put(
+    *, channel: Channel, key: str, lines: dict[int, int], ttl_seconds: int, actor: Actor
+) -> tuple[Reservation, bool]:
+    """Create or replace the cart reservation `key` for `channel`: {item_id: quantity}.
+
+    Replacing re-plans the whole cart and extends its expiry; stock moves atomically.
+    """
+    expires_at = timezone.now() + timedelta(seconds=ttl_seconds)
+    reservation = reservation_for_update(channel=channel, key=key).first()
+    created = reservation is None
+    if reservation is None:
+        try:
+            with transaction.atomic():
+                reservation = Reservation.objects.create(channel=channel, key=key, expires_at=expires_at)
+        except IntegrityError:
+            raise Conflict(f"Reservation '{key}' is being created by a concurrent request.") from None
+    elif reservation.status != Reservation.Status.ACTIVE:
+        raise Conflict(f"Reservation '{key}' is already {reservation.status}.", fields={"key": "Not active."})
+    else:
+        _release_reservation_lines(reservation, actor=actor, reason=MovementReason.RELEASE)
+    for attempt in range(MAX_PLAN_ATTEMPTS):
+        plan = _plan_cart(channel, lines)
+        if plan and isinstance(plan[0], int):
+            skus = _sku_names(plan)
+            raise InsufficientStock(
+                f"Not enough available in channel {channel.code} for {', '.join(skus)}.", skus=skus
+            )
+        try:
+            with transaction.atomic():
+                stock_reserve(lines=plan, actor=actor, reference=f"cart:{channel.code}:{key}")
+            break
+        except InsufficientStock:
+            # Someone took the stock between planning and reserving: plan again.
+            if attempt == MAX_PLAN_ATTEMPTS - 1:
+                raise
+    ReservationLine.objects.bulk_create(
+        [
+            ReservationLine(reservation=reservation, location_id=p.location_id, item_id=p.item_id, quantity=p.quantity)
+            for p in plan
+        ]
+    )
+    reservation.expires_at = expires_at
+    reservation.save(update_fields=["expires_at", "updated_at"])
+    return reservation, created
+
+
+def _release_reservation_lines(reservation: Reservation, *, actor: Actor, reason: str) -> None:
+    lines = list(reservation.lines.all())
+    if lines:
+        stock_release(
+            lines=[StockLine(line.location_id, line.item_id, line.quantity) for line in lines],
+            actor=actor,
+            reference=f"cart:{reservation.channel.code}:{reservation.key}",
+            reason=reason,
+        )
+        reservation.lines.all().delete()
+
+
+@transaction.atomic
+def cart_reservation_release(*, channel: Channel, key: str, actor: Actor) -> Reservation:
+    reservation = reservation_for_update(channel=channel, key=key).first()
+    if reservation is None:
+        raise NotFound(f"No reservation '{key}' in channel {channel.code}.")
+    if reservation.status != Reservation.Status.ACTIVE:
+        raise Conflict(f"Reservation '{key}' is already {reservation.status}.")
+    _release_reservation_lines(reservation, actor=actor, reason=MovementReason.RELEASE)
+    reservation.status = Reservation.Status.RELEASED
+    reservation.save(update_fields=["status", "updated_at"])
+    return reservation
+
+
+def cart_reservation_convert(*, channel: Channel, key: str) -> list[ReservationLine]:
+    """Hand a cart's held stock over to an order (call inside the order's transaction).
+
+    The stock stays reserved; the order records the same lines as its own allocation."""
+    reservation = reservation_for_update(channel=channel, key=key).first()
+    if reservation is None:
+        raise ValidationFailed(f"No reservation '{key}'.", fields={"reservation_key": "Not found."})
+    if reservation.status != Reservation.Status.ACTIVE or reservation.expires_at <= timezone.now():
+        raise Conflict(
+            f"Reservation '{key}' is no longer active.", fields={"reservation_key": "Expired or used."}
+        )
+    reservation.status = Reservation.Status.CONVERTED
+    reservation.save(update_fields=["status", "updated_at"])
+    return list(reservation.lines.select_related("item", "location"))
+
+
+def release_expired_reservations(*, item_ids: set[int] | None = None, actor: Actor | None = None) -> int:
+    """Release cart reservations past their expiry. Run by beat, and before reserving so an
+    expired cart never blocks a sale."""
+    now = timezone.now()
+    expired = Reservation.objects.filter(status=Reservation.Status.ACTIVE, expires_at__lte=now)
+    if item_ids is not None:
+        expired = expired.filter(lines__item_id__in=item_ids)
+    ids = list(expired.values_list("id", flat=True).distinct()[:500])
+    actor = actor or Actor.for_task("inventory.release_expired_reservations")
+    count = 0
+    for reservation_id in ids:
+        with transaction.atomic():
+            reservation = (
+                reservation_for_update(pk=reservation_id, status=Reservation.Status.ACTIVE, expires_at__lte=now)
+                .select_related("channel")
+                .first()
+            )
+            if reservation is None:
+                continue
+            _release_reservation_lines(reservation, actor=actor, reason=MovementReason.EXPIRE)
+            reservation.status = Reservation.Status.EXPIRED
+            reservation.save(update_fields=["status", "updated_at"])
+            count += 1
+    return count

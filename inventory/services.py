@@ -418,7 +418,7 @@ def stock_snapshot(
     if unknown:
         raise ValidationFailed(
             f"{len(unknown)} unknown SKU(s): {', '.join(unknown[:20])}",
-            fields={"rows": {"sku": f"Unknown SKU(s): {', '.join(unknown[:20])}"}},
+            fields={"rows.sku": f"Unknown SKU(s): {', '.join(unknown[:20])}"},
         )
     wanted = {item_ids[sku]: value for sku, value in counts.items()}
     with transaction.atomic():
@@ -476,7 +476,7 @@ def stock_snapshot(
             raise Conflict(
                 f"Snapshot counts below reserved quantity for {len(short)} SKU(s): "
                 f"{', '.join(short[:20])}; release or re-route those reservations first.",
-                fields={"rows": {"on_hand": "Below reserved for: " + ", ".join(short[:20])}},
+                fields={"rows.on_hand": "Below reserved for: " + ", ".join(short[:20])},
             )
         now = timezone.now()
         with connection.cursor() as cursor:

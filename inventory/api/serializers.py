@@ -54,7 +54,7 @@ class ChannelSerializer(serializers.ModelSerializer):
 class StockSerializer(serializers.ModelSerializer):
     location = serializers.CharField(source="location.code")
     sku = serializers.CharField(source="item.sku")
-    available = serializers.IntegerField()
+    available = serializers.IntegerField(read_only=True)
 
     class Meta:
         model = Stock

@@ -329,9 +329,7 @@ class StockList(generics.ListAPIView):
     required_scopes = {"GET": "inventory:read"}
 
     def get_queryset(self):
-        qs = Stock.objects.select_related("location", "item").annotate(
-            available=F("on_hand") - F("reserved") - F("safety_stock")
-        ).order_by("location__code", "item__sku")
+        qs = Stock.objects.select_related("location", "item").order_by("location__code", "item__sku")
         params = self.request.query_params
         if params.get("location"):
             qs = qs.filter(location__code=params["location"])
@@ -339,12 +337,6 @@ class StockList(generics.ListAPIView):
             qs = qs.filter(item__sku=params["sku"])
         loc = bound_location_id(self.request)
         return qs.filter(location_id=loc) if loc else qs
-
-    def list(self, request, *args, **kwargs):
-        response = super().list(request, *args, **kwargs)
-        for row in response.data["results"]:
-            row["available"] = max(0, row["available"])
-        return response
 
 
 class MovementList(generics.ListAPIView):

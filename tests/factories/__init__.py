@@ -32,6 +32,7 @@ class ChannelFactory(DjangoModelFactory):
     class Meta:
         model = Channel
         django_get_or_create = ("code",)
+        skip_postgeneration_save = True
 
     code = factory.Sequence(lambda n: f"ch{n}")
     name = factory.LazyAttribute(lambda o: o.code.title())

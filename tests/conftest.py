@@ -6,10 +6,16 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from inventory.models import Stock, StockMovement
+from oms.celery import app as celery_app
 from oms.services import api_key_create
 from tests.factories import ChannelFactory, ItemFactory, LocationFactory
 
 CI = os.environ.get("CI", "").lower() == "true"
+
+# Each test process publishes to a queue of its own, so a Celery worker started by one
+# process's integration tests never runs tasks meant for another process's test database.
+TEST_QUEUE = f"oms-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{os.getpid()}"
+celery_app.conf.task_default_queue = TEST_QUEUE
 
 
 def pytest_collection_modifyitems(config, items):
@@ -88,3 +94,16 @@ def unchanged(db):
                 assert snapshot_state() == self.before, "a rejected request changed inventory"
 
     return Guard
+
+
+@pytest.fixture(autouse=True)
+def _celery_mode(request, settings):
+    """Unit tests run tasks in-process; integration tests talk to the real broker and worker."""
+    from oms.celery import app
+
+    eager = request.node.get_closest_marker("integration") is None
+    settings.CELERY_TASK_ALWAYS_EAGER = eager
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = eager
+    yield
+    app.conf.task_always_eager = previous

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -79,11 +80,18 @@ def exception_handler(exc, context):
     return response
 
 
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
 def json_404(request, exception=None):
+    """404 in the envelope for API paths; Django's page for the admin and console."""
+    if not _is_api(request):
+        return defaults.page_not_found(request, exception)
     return JsonResponse(envelope("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
 
 
 def json_500(request):
-    return JsonResponse(
-        envelope("server_error", "Internal error; it has been logged."), status=500
-    )
+    if not _is_api(request):
+        return defaults.server_error(request)
+    return JsonResponse(envelope("server_error", "Internal error; it has been logged."), status=500)

@@ -82,3 +82,10 @@ def test_outbox_retries_with_backoff_then_dead_letters(settings):
 
 def failing_handler(message):
     raise RuntimeError("boom")
+
+
+def test_404_is_json_only_under_the_api(client, db):
+    r = client.get("/api/v1/nowhere/")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = client.get("/not-an-api-page/")
+    assert r.status_code == 404 and r["Content-Type"].startswith("text/html")

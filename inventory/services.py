@@ -613,7 +613,8 @@ def cart_reservation_put(
 ) -> tuple[Reservation, bool]:
     """Create or replace the cart reservation `key` for `channel`: {item_id: quantity}.
 
-    Replacing re-plans the whole cart and extends its expiry; stock moves atomically.
+    The same lines again (a retry) only extend the expiry; other lines re-plan the whole
+    cart, releasing and reserving in one transaction.
     """
     expires_at = timezone.now() + timedelta(seconds=ttl_seconds)
     reservation = reservation_for_update(channel=channel, key=key).first()
@@ -627,6 +628,14 @@ def cart_reservation_put(
     elif reservation.status != Reservation.Status.ACTIVE:
         raise Conflict(f"Reservation '{key}' is already {reservation.status}.", fields={"key": "Not active."})
     else:
+        held: dict[int, int] = defaultdict(int)
+        for item_id, quantity in reservation.lines.values_list("item_id", "quantity"):
+            held[item_id] += quantity
+        # Extend first: the expiry sweep inside stock_reserve must not take this cart for expired.
+        reservation.expires_at = expires_at
+        reservation.save(update_fields=["expires_at", "updated_at"])
+        if held == lines:
+            return reservation, False
         _release_reservation_lines(reservation, actor=actor, reason=MovementReason.RELEASE)
     for attempt in range(MAX_PLAN_ATTEMPTS):
         plan = _plan_cart(channel, lines)
@@ -649,8 +658,6 @@ def cart_reservation_put(
             for p in plan
         ]
     )
-    reservation.expires_at = expires_at
-    reservation.save(update_fields=["expires_at", "updated_at"])
     return reservation, created
 
 

@@ -165,3 +165,29 @@ def test_convert_hands_lines_over_once(network):
     assert counters(dc1, item) == (5, 2)  # still held, now by the order
     with pytest.raises(Conflict):
         cart_reservation_convert(channel=network["web"], key="k")
+
+
+def test_reposting_an_expired_but_unswept_cart_renews_it(network):
+    dc1, item = network["dc1"], network["item"]
+    stock(dc1, item, 5)
+    cart_reservation_put(channel=network["web"], key="c", lines={item.pk: 2}, ttl_seconds=60, actor=ACTOR)
+    Reservation.objects.filter(key="c").update(expires_at=timezone.now() - timedelta(seconds=1))
+    cart_reservation_put(channel=network["web"], key="c", lines={item.pk: 3}, ttl_seconds=60, actor=ACTOR)
+    reservation = Reservation.objects.get(key="c")
+    assert reservation.status == "active" and reservation.expires_at > timezone.now()
+    assert sum(line.quantity for line in reservation.lines.all()) == 3
+    assert counters(dc1, item) == (5, 3)
+    assert ledger_mismatches() == []
+
+
+def test_retrying_the_same_cart_only_extends_it(network):
+    dc1, item = network["dc1"], network["item"]
+    stock(dc1, item, 5)
+    cart_reservation_put(channel=network["web"], key="c", lines={item.pk: 2}, ttl_seconds=60, actor=ACTOR)
+    movements = StockMovement.objects.count()
+    reservation, created = cart_reservation_put(
+        channel=network["web"], key="c", lines={item.pk: 2}, ttl_seconds=600, actor=ACTOR
+    )
+    assert not created
+    assert StockMovement.objects.count() == movements
+    assert reservation.expires_at > timezone.now() + timedelta(seconds=500)

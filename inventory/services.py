@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import NamedTuple
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -88,8 +89,13 @@ def _apply_movements(movements: list[_Movement], *, actor: Actor) -> list[StockM
     with connection.cursor() as cursor:
         for m in sorted(movements, key=lambda m: m.stock_id):
             params = [
-                m.delta_on_hand, m.delta_reserved, now, m.stock_id,
-                m.delta_on_hand, m.delta_reserved, m.delta_reserved,
+                m.delta_on_hand,
+                m.delta_reserved,
+                now,
+                m.stock_id,
+                m.delta_on_hand,
+                m.delta_reserved,
+                m.delta_reserved,
             ]
             if m.check_available:
                 cursor.execute(_UPDATE_ATP, [*params, m.delta_reserved])
@@ -126,7 +132,9 @@ def _apply_movements(movements: list[_Movement], *, actor: Actor) -> list[StockM
     return ledger
 
 
-def _stock_ids(pairs: Iterable[tuple[int, int]], *, create: bool = False) -> dict[tuple[int, int], int]:
+def _stock_ids(
+    pairs: Iterable[tuple[int, int]], *, create: bool = False
+) -> dict[tuple[int, int], int]:
     pairs = set(pairs)
     if not pairs:
         return {}
@@ -152,9 +160,13 @@ def _stock_ids(pairs: Iterable[tuple[int, int]], *, create: bool = False) -> dic
 def _publish_stock_changed(ledger: Sequence[StockMovement], *, cause: str) -> None:
     if not ledger:
         return
-    locations = dict(Location.objects.filter(id__in={m.location_id for m in ledger}).values_list("id", "code"))
+    locations = dict(
+        Location.objects.filter(id__in={m.location_id for m in ledger}).values_list("id", "code")
+    )
     item_ids = {m.item_id for m in ledger}
-    skus = dict(Item.objects.filter(id__in=list(item_ids)[:EVENT_SKU_LIMIT]).values_list("id", "sku"))
+    skus = dict(
+        Item.objects.filter(id__in=list(item_ids)[:EVENT_SKU_LIMIT]).values_list("id", "sku")
+    )
     by_location: dict[str, set[str]] = defaultdict(set)
     for m in ledger:
         if m.item_id in skus:
@@ -163,7 +175,9 @@ def _publish_stock_changed(ledger: Sequence[StockMovement], *, cause: str) -> No
         "inventory.changed",
         {
             "cause": cause,
-            "changes": [{"location": loc, "skus": sorted(s)} for loc, s in sorted(by_location.items())],
+            "changes": [
+                {"location": loc, "skus": sorted(s)} for loc, s in sorted(by_location.items())
+            ],
             "truncated": len(item_ids) > EVENT_SKU_LIMIT,
         },
     )
@@ -250,7 +264,9 @@ def _unreserve(
         for line in lines:
             stock_id = ids.get((line.location_id, line.item_id))
             if stock_id is None:
-                raise Conflict(f"Nothing is reserved for item {line.item_id} at {line.location_id}.")
+                raise Conflict(
+                    f"Nothing is reserved for item {line.item_id} at {line.location_id}."
+                )
             movements.append(
                 _Movement(
                     stock_id=stock_id,
@@ -276,7 +292,9 @@ def _unreserve(
 def _check_quantities(lines: Sequence[StockLine]) -> None:
     for line in lines:
         if not isinstance(line.quantity, int) or line.quantity <= 0:
-            raise ValidationFailed("Quantities must be positive whole numbers.", fields={"quantity": "Must be ≥ 1."})
+            raise ValidationFailed(
+                "Quantities must be positive whole numbers.", fields={"quantity": "Must be ≥ 1."}
+            )
 
 
 # --- Adjustments, counts and snapshots -----------------------------------------------------------
@@ -306,7 +324,9 @@ def _dedupe_key(source: str, reference: str, location_id: int, item_id: int) -> 
 
 
 @transaction.atomic
-def stock_adjust(*, adjustments: Sequence[Adjustment], actor: Actor, source: str) -> AdjustmentResult:
+def stock_adjust(
+    *, adjustments: Sequence[Adjustment], actor: Actor, source: str
+) -> AdjustmentResult:
     """Apply a batch of deltas or absolute counts, all or nothing.
 
     A (source, reference, location, sku) seen before is skipped, so a retried batch is safe.
@@ -394,6 +414,31 @@ class SnapshotResult:
 SNAPSHOT_CHUNK = 2000
 
 
+class _Moved(NamedTuple):
+    """What `_publish_stock_changed` reads from a ledger row, without a model instance."""
+
+    location_id: int
+    item_id: int
+
+
+def _bulk_insert(cursor, model, fields: Sequence[str], rows: list[tuple]) -> None:
+    """Insert plain tuples. PostgreSQL: one COPY, so tens of thousands of rows cost no model
+    instances and no per-row SQL parameters. Elsewhere: bulk_create, as before."""
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        qn = connection.ops.quote_name
+        columns = ", ".join(qn(model._meta.get_field(f).column) for f in fields)
+        with cursor.cursor.copy(f"COPY {qn(model._meta.db_table)} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        names = [model._meta.get_field(f).attname for f in fields]
+        model.objects.bulk_create(
+            [model(**dict(zip(names, row, strict=True))) for row in rows], batch_size=SNAPSHOT_CHUNK
+        )
+
+
 def stock_snapshot(
     *,
     location: Location,
@@ -429,27 +474,19 @@ def stock_snapshot(
             ).values_list("id", "item_id", "on_hand", "reserved", "safety_stock")
         }
         updates: list[tuple[int, int, int]] = []  # (stock id, on_hand, safety_stock)
-        creates: list[Stock] = []
-        ledger: list[StockMovement] = []
+        creates: list[tuple[int, int, int]] = []  # (item id, on_hand, safety_stock)
+        ledger: list[tuple[int, int, int, int]] = []  # (item id, delta, on_hand, reserved)
         short: list[str] = []
         actor_fields = actor.as_fields()
         sku_by_id = {v: k for k, v in item_ids.items()}
 
         def movement(item_id: int, delta: int, on_hand: int, reserved: int) -> None:
-            ledger.append(
-                StockMovement(
-                    location_id=location.pk, item_id=item_id, delta_on_hand=delta,
-                    delta_reserved=0, on_hand_after=on_hand, reserved_after=reserved,
-                    reason="snapshot", reference=reference[:200], **actor_fields,
-                )
-            )
+            ledger.append((item_id, delta, on_hand, reserved))
 
         for item_id, (on_hand, safety) in wanted.items():
             row = existing.get(item_id)
             if row is None:
-                creates.append(
-                    Stock(location=location, item_id=item_id, on_hand=on_hand, safety_stock=safety or 0)
-                )
+                creates.append((item_id, on_hand, safety or 0))
                 if on_hand:
                     movement(item_id, on_hand, on_hand, 0)
                 continue
@@ -491,11 +528,49 @@ def stock_snapshot(
                     f"WHERE inventory_stock.id = v.column1",
                     [now, *params],
                 )
-        Stock.objects.bulk_create(creates, batch_size=SNAPSHOT_CHUNK)
-        StockMovement.objects.bulk_create(ledger, batch_size=SNAPSHOT_CHUNK)
+            _bulk_insert(
+                cursor,
+                Stock,
+                ("location", "item", "on_hand", "reserved", "safety_stock", "updated_at"),
+                [(location.pk, item_id, oh, 0, safety, now) for item_id, oh, safety in creates],
+            )
+            actor_values = tuple(actor_fields.values())
+            _bulk_insert(
+                cursor,
+                StockMovement,
+                (
+                    "location",
+                    "item",
+                    "delta_on_hand",
+                    "delta_reserved",
+                    "on_hand_after",
+                    "reserved_after",
+                    "reason",
+                    "note",
+                    "reference",
+                    "created_at",
+                    *actor_fields,
+                ),
+                [
+                    (
+                        location.pk,
+                        item_id,
+                        delta,
+                        0,
+                        oh,
+                        reserved,
+                        "snapshot",
+                        "",
+                        reference[:200],
+                        now,
+                        *actor_values,
+                    )
+                    for item_id, delta, oh, reserved in ledger
+                ],
+            )
         result.changed = len(updates) - result.zeroed
         result.created = len(creates)
-        _publish_stock_changed(ledger, cause="snapshot")
+        _publish_stock_changed([_Moved(location.pk, m[0]) for m in ledger], cause="snapshot")
     return result
 
 
@@ -517,7 +592,9 @@ def supply_upsert(*, lines: Sequence[SupplyLine]) -> list[IncomingSupply]:
     out = []
     for line in lines:
         supply, created = IncomingSupply.objects.select_for_update().get_or_create(
-            reference=line.reference, location=line.location, item=line.item,
+            reference=line.reference,
+            location=line.location,
+            item=line.item,
             defaults={"quantity": line.quantity, "expected_date": line.expected_date},
         )
         if not created:
@@ -539,7 +616,12 @@ def supply_upsert(*, lines: Sequence[SupplyLine]) -> list[IncomingSupply]:
 @transaction.atomic
 def supply_receive(*, supply_id: int, quantity: int, actor: Actor) -> IncomingSupply:
     """Receive expected supply into on hand at its location."""
-    supply = IncomingSupply.objects.select_for_update().select_related("item", "location").filter(pk=supply_id).first()
+    supply = (
+        IncomingSupply.objects.select_for_update()
+        .select_related("item", "location")
+        .filter(pk=supply_id)
+        .first()
+    )
     if supply is None:
         raise NotFound("No such incoming supply.")
     if supply.status != IncomingSupply.Status.OPEN:
@@ -577,23 +659,34 @@ def supply_receive(*, supply_id: int, quantity: int, actor: Actor) -> IncomingSu
 MAX_PLAN_ATTEMPTS = 3
 
 
-def _plan_cart(channel: Channel, wanted: dict[int, int]) -> list[StockLine] | list[int]:
-    """Spread each item over the channel's active locations: preferred locations first,
-    then the deepest stock. Returns the plan, or the item ids that cannot be covered."""
-    rows = (
-        Stock.objects.filter(
-            item_id__in=wanted,
-            location__in=channel.locations.filter(active=True),
-        )
-        .values_list("item_id", "location_id", "location__priority", "on_hand", "reserved", "safety_stock")
+def _plan_in_channel(
+    channel: Channel,
+    wanted: dict[int, int],
+    *,
+    location_ids: Sequence[int] | None,
+    capability: str | None,
+) -> tuple[list[StockLine], dict[int, int]]:
+    """Spread each item over the channel's active locations: preferred (lower priority
+    number) first, then the deepest stock. Returns the plan and what it could not cover."""
+    locations = channel.locations.filter(active=True)
+    if location_ids is not None:
+        locations = locations.filter(pk__in=location_ids)
+    rows = Stock.objects.filter(item_id__in=wanted, location__in=locations).values_list(
+        "item_id",
+        "location_id",
+        "location__priority",
+        "location__capabilities",
+        "on_hand",
+        "reserved",
+        "safety_stock",
     )
     candidates: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
-    for item_id, loc_id, priority, on_hand, reserved, safety in rows:
+    for item_id, loc_id, priority, capabilities, on_hand, reserved, safety in rows:
         available = on_hand - reserved - safety
-        if available > 0:
+        if available > 0 and (capability is None or capability in (capabilities or [])):
             candidates[item_id].append((priority, -available, loc_id))
     plan: list[StockLine] = []
-    short: list[int] = []
+    short: dict[int, int] = {}
     for item_id, quantity in sorted(wanted.items()):
         remaining = quantity
         for _, neg_available, loc_id in sorted(candidates[item_id]):
@@ -603,8 +696,48 @@ def _plan_cart(channel: Channel, wanted: dict[int, int]) -> list[StockLine] | li
             if remaining == 0:
                 break
         if remaining:
-            short.append(item_id)
-    return short if short else plan
+            short[item_id] = remaining
+    return plan, short
+
+
+def stock_reserve_in_channel(
+    *,
+    channel: Channel,
+    wanted: dict[int, int],
+    actor: Actor,
+    reference: str,
+    location_ids: Sequence[int] | None = None,
+    capability: str | None = None,
+    allow_partial: bool = False,
+) -> tuple[list[StockLine], dict[int, int]]:
+    """Hold {item_id: quantity} somewhere in the channel's network (or at `location_ids`).
+
+    Returns (what was reserved where, what could not be: {item_id: units}). Without
+    `allow_partial` a shortfall raises InsufficientStock and nothing is held. Plans from a
+    plain read, then reserves with conditional updates; if someone took the stock in between,
+    it plans again."""
+    release_expired_reservations(item_ids=set(wanted))
+    for attempt in range(MAX_PLAN_ATTEMPTS):
+        plan, short = _plan_in_channel(
+            channel, wanted, location_ids=location_ids, capability=capability
+        )
+        if short and not allow_partial:
+            skus = _sku_names(short)
+            raise InsufficientStock(
+                f"Not enough available in channel {channel.code} for {', '.join(skus)}.", skus=skus
+            )
+        if not plan:
+            return [], short
+        try:
+            with transaction.atomic():
+                stock_reserve(lines=plan, actor=actor, reference=reference, sweep_expired=False)
+            return plan, short
+        except InsufficientStock:
+            if attempt == MAX_PLAN_ATTEMPTS - 1:
+                if allow_partial:  # still contended: backorder rather than fail the sale
+                    return [], dict(wanted)
+                raise
+    raise AssertionError("unreachable")
 
 
 @transaction.atomic
@@ -622,11 +755,17 @@ def cart_reservation_put(
     if reservation is None:
         try:
             with transaction.atomic():
-                reservation = Reservation.objects.create(channel=channel, key=key, expires_at=expires_at)
+                reservation = Reservation.objects.create(
+                    channel=channel, key=key, expires_at=expires_at
+                )
         except IntegrityError:
-            raise Conflict(f"Reservation '{key}' is being created by a concurrent request.") from None
+            raise Conflict(
+                f"Reservation '{key}' is being created by a concurrent request."
+            ) from None
     elif reservation.status != Reservation.Status.ACTIVE:
-        raise Conflict(f"Reservation '{key}' is already {reservation.status}.", fields={"key": "Not active."})
+        raise Conflict(
+            f"Reservation '{key}' is already {reservation.status}.", fields={"key": "Not active."}
+        )
     else:
         held: dict[int, int] = defaultdict(int)
         for item_id, quantity in reservation.lines.values_list("item_id", "quantity"):
@@ -637,24 +776,17 @@ def cart_reservation_put(
         if held == lines:
             return reservation, False
         _release_reservation_lines(reservation, actor=actor, reason=MovementReason.RELEASE)
-    for attempt in range(MAX_PLAN_ATTEMPTS):
-        plan = _plan_cart(channel, lines)
-        if plan and isinstance(plan[0], int):
-            skus = _sku_names(plan)
-            raise InsufficientStock(
-                f"Not enough available in channel {channel.code} for {', '.join(skus)}.", skus=skus
-            )
-        try:
-            with transaction.atomic():
-                stock_reserve(lines=plan, actor=actor, reference=f"cart:{channel.code}:{key}")
-            break
-        except InsufficientStock:
-            # Someone took the stock between planning and reserving: plan again.
-            if attempt == MAX_PLAN_ATTEMPTS - 1:
-                raise
+    plan, _ = stock_reserve_in_channel(
+        channel=channel, wanted=lines, actor=actor, reference=f"cart:{channel.code}:{key}"
+    )
     ReservationLine.objects.bulk_create(
         [
-            ReservationLine(reservation=reservation, location_id=p.location_id, item_id=p.item_id, quantity=p.quantity)
+            ReservationLine(
+                reservation=reservation,
+                location_id=p.location_id,
+                item_id=p.item_id,
+                quantity=p.quantity,
+            )
             for p in plan
         ]
     )
@@ -695,14 +827,17 @@ def cart_reservation_convert(*, channel: Channel, key: str) -> list[ReservationL
         raise ValidationFailed(f"No reservation '{key}'.", fields={"reservation_key": "Not found."})
     if reservation.status != Reservation.Status.ACTIVE or reservation.expires_at <= timezone.now():
         raise Conflict(
-            f"Reservation '{key}' is no longer active.", fields={"reservation_key": "Expired or used."}
+            f"Reservation '{key}' is no longer active.",
+            fields={"reservation_key": "Expired or used."},
         )
     reservation.status = Reservation.Status.CONVERTED
     reservation.save(update_fields=["status", "updated_at"])
     return list(reservation.lines.select_related("item", "location"))
 
 
-def release_expired_reservations(*, item_ids: set[int] | None = None, actor: Actor | None = None) -> int:
+def release_expired_reservations(
+    *, item_ids: set[int] | None = None, actor: Actor | None = None
+) -> int:
     """Release cart reservations past their expiry. Run by beat, and before reserving so an
     expired cart never blocks a sale."""
     now = timezone.now()
@@ -715,7 +850,9 @@ def release_expired_reservations(*, item_ids: set[int] | None = None, actor: Act
     for reservation_id in ids:
         with transaction.atomic():
             reservation = (
-                reservation_for_update(pk=reservation_id, status=Reservation.Status.ACTIVE, expires_at__lte=now)
+                reservation_for_update(
+                    pk=reservation_id, status=Reservation.Status.ACTIVE, expires_at__lte=now
+                )
                 .select_related("channel")
                 .first()
             )

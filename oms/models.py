@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 
 from django.db import models
 from django.utils import timezone
@@ -105,6 +106,9 @@ class OutboxMessage(models.Model):
 
     kind = models.CharField(max_length=8, choices=Kind.choices)
     topic = models.CharField(max_length=100, help_text="Task name or event type.")
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Events with the same key (e.g. "order:WE-7K3QXR2") reach each subscriber in order.
+    ordering_key = models.CharField(max_length=100, blank=True)
     payload = models.JSONField(default=dict)
     status = models.CharField(
         max_length=8, choices=OutboxStatus.choices, default=OutboxStatus.PENDING
@@ -120,3 +124,115 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.topic} #{self.pk} ({self.status})"
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a POST carrying an Idempotency-Key, replayed byte for byte."""
+
+    class State(models.TextChoices):
+        IN_FLIGHT = "in_flight", "In flight"
+        DONE = "done", "Done"
+
+    principal = models.CharField(max_length=64, help_text="Whose key: API key or user.")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=300)
+    fingerprint = models.CharField(max_length=64)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.IN_FLIGHT)
+    response_status = models.PositiveSmallIntegerField(null=True)
+    response_body = models.BinaryField(null=True)
+    response_content_type = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["principal", "key"], name="idempotency_principal_key_uniq"
+            )
+        ]
+
+
+class WebhookSubscription(models.Model):
+    EVENTS = (
+        "order.created",
+        "order.routed",
+        "order.cancelled",
+        "order.held",
+        "order.released",
+        "order.updated",
+        "order.completed",
+        "fulfillment.shipped",
+        "fulfillment.ready_for_pickup",
+        "return.created",
+        "return.received",
+        "refund.issued",
+        "inventory.changed",
+    )
+
+    url = models.URLField(max_length=500)
+    events = models.JSONField(default=list, help_text="Event types; ['*'] for all.")
+    secret = models.CharField(max_length=200, help_text="Shared secret for X-OMS-Signature.")
+    channel = models.ForeignKey(
+        "inventory.Channel",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="Only this channel's events (set from a channel-bound key).",
+    )
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.url} ({', '.join(self.events)})"
+
+    def wants(self, event_type: str) -> bool:
+        return "*" in self.events or event_type in self.events
+
+
+class WebhookDelivery(models.Model):
+    """One event for one subscriber; retried with backoff and jitter, then dead-lettered."""
+
+    subscription = models.ForeignKey(
+        WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event_id = models.UUIDField()
+    event_type = models.CharField(max_length=100)
+    ordering_key = models.CharField(max_length=100, blank=True)
+    payload = models.JSONField()
+    status = models.CharField(
+        max_length=8, choices=OutboxStatus.choices, default=OutboxStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "event_id"], name="delivery_subscription_event_uniq"
+            )
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+
+
+class WebhookAttempt(models.Model):
+    """The delivery log: one row per HTTP attempt."""
+
+    delivery = models.ForeignKey(
+        WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log"
+    )
+    attempted_at = models.DateTimeField(auto_now_add=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]

@@ -8,6 +8,8 @@ so messages survive a broker or worker outage and are delivered at least once.
 from __future__ import annotations
 
 import logging
+import random
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from importlib import import_module
@@ -31,33 +33,46 @@ def outbox_enqueue_task(name: str, **kwargs: Any) -> OutboxMessage:
     return msg
 
 
-def outbox_publish_event(event_type: str, data: dict[str, Any]) -> OutboxMessage:
-    """Record a domain event (webhooks, channel feeds) in the current transaction."""
+def outbox_publish_event(
+    event_type: str, data: dict[str, Any], *, ordering_key: str = ""
+) -> OutboxMessage:
+    """Record a domain event (webhooks, channel feeds) in the current transaction.
+
+    Events sharing an `ordering_key` reach each subscriber in the order they were written."""
     msg = OutboxMessage.objects.create(
-        kind=OutboxMessage.Kind.EVENT, topic=event_type, payload=data
+        kind=OutboxMessage.Kind.EVENT, topic=event_type, payload=data, ordering_key=ordering_key
     )
     transaction.on_commit(_kick_relay)
     return msg
+
+
+_kick_pending = threading.Event()
 
 
 def _kick_relay() -> None:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         relay_outbox()
         return
-    _kicker.submit(_publish_relay)
+    # One pending kick covers every commit before it runs: under load (or with the broker
+    # down) kicks coalesce instead of queueing one publish per request.
+    if not _kick_pending.is_set():
+        _kick_pending.set()
+        _kicker.submit(_publish_relay)
 
 
 def _publish_relay() -> None:
     from .tasks import relay_outbox_task
 
+    _kick_pending.clear()
     try:
         relay_outbox_task.apply_async()
     except Exception as exc:  # broker down: the beat relay picks the messages up later
         log.warning("outbox kick failed, beat will relay: %s", exc.__class__.__name__)
 
 
-def _backoff(attempts: int) -> timedelta:
-    return timedelta(seconds=min(2**attempts, 3600))
+def backoff(attempts: int) -> timedelta:
+    """Exponential backoff with full jitter, capped at an hour."""
+    return timedelta(seconds=random.uniform(0.5, 1.0) * min(2**attempts, 3600))
 
 
 def _deliver(msg: OutboxMessage) -> None:
@@ -106,7 +121,7 @@ def relay_outbox(*, batch: int = 200) -> int:
                     msg.status = OutboxStatus.DEAD
                     log.error("outbox message %s dead-lettered: %s", msg.pk, msg.last_error)
                 else:
-                    msg.next_attempt_at = timezone.now() + _backoff(msg.attempts)
+                    msg.next_attempt_at = timezone.now() + backoff(msg.attempts)
             else:
                 msg.status = OutboxStatus.DONE
                 msg.delivered_at = timezone.now()

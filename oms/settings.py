@@ -17,7 +17,9 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 DEBUG = env_bool("OMS_DEBUG")
 SECRET_KEY = os.environ.get("SECRET_KEY", "insecure-dev-key-set-SECRET_KEY-in-production")
-ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
+ALLOWED_HOSTS = [
+    h for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h
+]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 INSTALLED_APPS = [
@@ -165,6 +167,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 30.0,
     },
     "relay-outbox": {"task": "oms.relay_outbox", "schedule": 5.0},
+    "deliver-webhooks": {"task": "oms.deliver_webhooks", "schedule": 10.0},
+    "purge-idempotency-records": {"task": "oms.purge_idempotency_records", "schedule": 3600.0},
 }
 
 OUTBOX_MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "12"))
@@ -186,4 +190,7 @@ LOGGING = {
     },
 }
 # Callables that receive each outbox event (webhook fan-out, channel feeds).
-OUTBOX_EVENT_HANDLERS: list[str] = []
+OUTBOX_EVENT_HANDLERS: list[str] = ["oms.webhooks.fan_out"]
+WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "5"))
+WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", "10"))
+IDEMPOTENCY_TTL_HOURS = int(os.environ.get("IDEMPOTENCY_TTL_HOURS", "48"))

@@ -1,0 +1,124 @@
+"""The order timeline: one function per kind of entry. Each writes the OrderEvent and, for
+events integrators subscribe to, the outbox row, in the caller's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oms.actor import Actor
+from oms.outbox import outbox_publish_event
+
+from .models import Order, OrderEvent
+
+
+def order_summary(order: Order) -> dict[str, Any]:
+    return {
+        "order": order.number,
+        "channel": order.channel.code,
+        "external_id": order.external_id,
+        "status": order.status,
+        "grand_total": str(order.grand_total),
+        "currency": order.currency,
+    }
+
+
+def _record(
+    order: Order,
+    type: str,
+    message: str,
+    actor: Actor,
+    data: dict | None = None,
+    webhook: str | None = None,
+) -> OrderEvent:
+    event = OrderEvent.objects.create(
+        order=order, type=type, message=message[:500], data=data or {}, **actor.as_fields()
+    )
+    if webhook:
+        outbox_publish_event(
+            webhook, {**order_summary(order), **(data or {})}, ordering_key=f"order:{order.number}"
+        )
+    return event
+
+
+def order_created(order: Order, actor: Actor, *, backordered: dict[str, int]) -> OrderEvent:
+    lines = sum(1 for _ in order.lines.all())
+    message = f"Order captured from {order.channel.code} ({lines} line(s), {order.grand_total} {order.currency})"
+    if backordered:
+        message += "; backordered: " + ", ".join(
+            f"{sku} × {q}" for sku, q in sorted(backordered.items())
+        )
+    return _record(
+        order,
+        "order.created",
+        message,
+        actor,
+        {"backordered": backordered},
+        webhook="order.created",
+    )
+
+
+def stock_reserved(order: Order, actor: Actor, *, allocations: list[dict]) -> OrderEvent:
+    where = ", ".join(f"{a['sku']} × {a['quantity']} @ {a['location']}" for a in allocations)
+    return _record(
+        order, "stock.reserved", f"Stock held: {where}", actor, {"allocations": allocations}
+    )
+
+
+def order_held(
+    order: Order, actor: Actor, *, hold_type: str, reason: str, rule: str | None = None
+) -> OrderEvent:
+    data = {"hold_type": hold_type, "reason": reason, "rule": rule}
+    by = f" by rule '{rule}'" if rule else ""
+    return _record(
+        order,
+        "order.held",
+        f"Held for {hold_type.replace('_', ' ')}{by}: {reason}",
+        actor,
+        data,
+        webhook="order.held",
+    )
+
+
+def order_released(order: Order, actor: Actor, *, hold_types: list[str], note: str) -> OrderEvent:
+    message = f"Released {', '.join(hold_types)} hold(s)" + (f": {note}" if note else "")
+    return _record(
+        order,
+        "order.released",
+        message,
+        actor,
+        {"hold_types": hold_types, "note": note},
+        webhook="order.released",
+    )
+
+
+def order_cancelled(
+    order: Order, actor: Actor, *, reason: str, lines: list[dict], full: bool, refund: dict
+) -> OrderEvent:
+    what = (
+        "Order cancelled"
+        if full
+        else "Cancelled " + ", ".join(f"{line['sku']} × {line['quantity']}" for line in lines)
+    )
+    data = {"reason": reason, "lines": lines, "partial": not full, **refund}
+    return _record(
+        order, "order.cancelled", f"{what}: {reason}", actor, data, webhook="order.cancelled"
+    )
+
+
+def address_changed(order: Order, actor: Actor, *, before: dict, after: dict) -> OrderEvent:
+    return _record(
+        order,
+        "order.address_changed",
+        f"Shipping address changed to {after['line1']}, {after['city']}",
+        actor,
+        {"before": before, "after": after},
+        webhook="order.updated",
+    )
+
+
+def note_added(order: Order, actor: Actor, *, text: str) -> OrderEvent:
+    return _record(order, "note", text, actor, {"text": text})
+
+
+def payment_changed(order: Order, actor: Actor, *, message: str, data: dict) -> OrderEvent:
+    return _record(order, "payment." + data.get("action", "updated"), message, actor, data)

@@ -1,0 +1,384 @@
+"""Orders: the system of record after "buy". Customer, Order, OrderLine, Allocation (where a
+line's units are held), Payment, holds and hold rules, and the OrderEvent timeline."""
+
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import F, Q
+from django_fsm import RETURN_VALUE, FSMField, FSMModelMixin, transition
+
+from oms.actor import ActorFields
+
+
+class Customer(models.Model):
+    email = models.EmailField(unique=True, help_text="Stored lower-cased.")
+    name = models.CharField(max_length=200, blank=True)
+    phone = models.CharField(max_length=40, blank=True)
+    phone_digits = models.CharField(max_length=40, blank=True, db_index=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>" if self.name else self.email
+
+    @staticmethod
+    def normalise_email(email: str) -> str:
+        return email.strip().lower()
+
+    @staticmethod
+    def digits(phone: str) -> str:
+        return "".join(ch for ch in phone if ch.isdigit())
+
+
+class OrderStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    ON_HOLD = "on_hold", "On hold"
+    BACKORDERED = "backordered", "Backordered"
+    PARTIALLY_ALLOCATED = "partially_allocated", "Partially allocated"
+    ALLOCATED = "allocated", "Allocated"
+    IN_FULFILLMENT = "in_fulfillment", "In fulfilment"
+    PARTIALLY_SHIPPED = "partially_shipped", "Partially shipped"
+    SHIPPED = "shipped", "Shipped"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+OPEN_STATES = [
+    OrderStatus.RECEIVED,
+    OrderStatus.BACKORDERED,
+    OrderStatus.PARTIALLY_ALLOCATED,
+    OrderStatus.ALLOCATED,
+    OrderStatus.IN_FULFILLMENT,
+    OrderStatus.PARTIALLY_SHIPPED,
+]
+# Before anything ships the address may change and the order may be held.
+PRE_SHIPMENT_STATES = [
+    OrderStatus.RECEIVED,
+    OrderStatus.BACKORDERED,
+    OrderStatus.PARTIALLY_ALLOCATED,
+    OrderStatus.ALLOCATED,
+    OrderStatus.IN_FULFILLMENT,
+]
+DERIVED_STATES = [s for s in OrderStatus.values if s != OrderStatus.ON_HOLD]
+
+NUMBER_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read out over the phone
+
+
+def new_order_number(channel_code: str) -> str:
+    return f"{channel_code[:2].upper()}-" + "".join(
+        secrets.choice(NUMBER_ALPHABET) for _ in range(7)
+    )
+
+
+class Order(FSMModelMixin, models.Model):
+    class Method(models.TextChoices):
+        SHIP = "ship", "Ship"
+        PICKUP = "pickup", "Pickup"
+
+    number = models.CharField(max_length=20, unique=True, editable=False)
+    channel = models.ForeignKey(
+        "inventory.Channel", on_delete=models.PROTECT, related_name="orders"
+    )
+    external_id = models.CharField(max_length=100)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="orders")
+    currency = models.CharField(max_length=3)
+    status = FSMField(default=OrderStatus.RECEIVED, choices=OrderStatus.choices, protected=True)
+    fulfillment_method = models.CharField(max_length=8, choices=Method.choices, default=Method.SHIP)
+    pickup_location = models.ForeignKey(
+        "inventory.Location", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    ship_name = models.CharField(max_length=200, blank=True)
+    ship_line1 = models.CharField(max_length=200, blank=True)
+    ship_line2 = models.CharField(max_length=200, blank=True)
+    ship_city = models.CharField(max_length=100, blank=True)
+    ship_region = models.CharField(max_length=100, blank=True)
+    ship_postal_code = models.CharField(max_length=20, blank=True)
+    ship_country = models.CharField(max_length=2, blank=True)
+    ship_latitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
+    ship_longitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
+    shipping_method = models.CharField(max_length=50, blank=True)
+    subtotal = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    discount_total = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    shipping_total = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    tax_total = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    grand_total = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    ship_complete = models.BooleanField(default=False)
+    allow_backorder = models.BooleanField(default=False)
+    promised_ship_date = models.DateField(null=True, blank=True)
+    promised_delivery_date = models.DateField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "external_id"], name="order_channel_external_id_uniq"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            models.Index(fields=["channel", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+    @property
+    def is_pickup(self) -> bool:
+        return self.fulfillment_method == self.Method.PICKUP
+
+    # --- State machine: transitions change state in memory; services lock, save and audit. ---
+
+    @transition(field=status, source=PRE_SHIPMENT_STATES, target=OrderStatus.ON_HOLD)
+    def hold(self) -> None:
+        """Stop the order from being routed or released to fulfilment."""
+
+    @transition(field=status, source=OrderStatus.ON_HOLD, target=RETURN_VALUE(*DERIVED_STATES))
+    def release(self, derived: str) -> str:
+        return derived
+
+    @transition(field=status, source=OPEN_STATES, target=RETURN_VALUE(*DERIVED_STATES))
+    def recompute(self, derived: str) -> str:
+        """Follow the lines and fulfilments (allocation, shipment, cancellation)."""
+        return derived
+
+    @transition(
+        field=status,
+        source=[*OPEN_STATES, OrderStatus.ON_HOLD],
+        target=RETURN_VALUE(OrderStatus.CANCELLED, OrderStatus.SHIPPED, OrderStatus.COMPLETED),
+    )
+    def cancel(self, derived: str) -> str:
+        """Cancel everything not shipped; an order with shipped units ends as shipped."""
+        return derived
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    item = models.ForeignKey("inventory.Item", on_delete=models.PROTECT, related_name="+")
+    sku = models.CharField(max_length=64)
+    external_line_id = models.CharField(max_length=100, blank=True)
+    quantity = models.PositiveIntegerField()
+    quantity_allocated = models.PositiveIntegerField(default=0)
+    quantity_shipped = models.PositiveIntegerField(default=0)
+    quantity_cancelled = models.PositiveIntegerField(default=0)
+    quantity_returned = models.PositiveIntegerField(default=0)
+    unit_price = models.DecimalField(max_digits=12, decimal_places=2)
+    discount_amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    tax_amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # ordered = open + cancelled + shipped, and only open units can be allocated
+            models.CheckConstraint(
+                condition=Q(
+                    quantity__gte=F("quantity_cancelled")
+                    + F("quantity_shipped")
+                    + F("quantity_allocated")
+                ),
+                name="line_quantities_reconcile",
+            ),
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="line_quantity_gte_1"),
+            models.CheckConstraint(
+                condition=Q(quantity_returned__lte=F("quantity_shipped")),
+                name="line_returned_lte_shipped",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}:{self.sku}×{self.quantity}"
+
+    @property
+    def quantity_open(self) -> int:
+        """Not yet shipped and not cancelled."""
+        return self.quantity - self.quantity_cancelled - self.quantity_shipped
+
+    @property
+    def quantity_backordered(self) -> int:
+        """Open units with no stock held for them."""
+        return self.quantity_open - self.quantity_allocated
+
+    @property
+    def line_total(self) -> Decimal:
+        return self.unit_price * self.quantity - self.discount_amount + self.tax_amount
+
+    def value_of(self, units: int) -> Decimal:
+        """What the customer pays for `units` of this line: price less its share of the
+        discount, plus its share of the tax."""
+        if units == self.quantity:
+            return self.line_total
+        share = (self.line_total * units / self.quantity).quantize(Decimal("0.01"))
+        return share
+
+
+class Allocation(models.Model):
+    """Units of a line held (reserved) at a location. Capture holds them provisionally;
+    routing moves them; shipment commits them; cancellation releases them."""
+
+    line = models.ForeignKey(OrderLine, on_delete=models.CASCADE, related_name="allocations")
+    location = models.ForeignKey("inventory.Location", on_delete=models.PROTECT, related_name="+")
+    quantity = models.PositiveIntegerField()
+    provisional = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["line", "location"], name="allocation_line_location_uniq"
+            ),
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="allocation_quantity_gte_1"),
+        ]
+
+
+class PaymentStatus(models.TextChoices):
+    AUTHORIZED = "authorized", "Authorised"
+    PARTIALLY_CAPTURED = "partially_captured", "Partially captured"
+    CAPTURED = "captured", "Captured"
+    PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
+    REFUNDED = "refunded", "Refunded"
+    VOIDED = "voided", "Voided"
+
+
+def payment_status(
+    *, authorized: Decimal, voided: Decimal, captured: Decimal, refunded: Decimal
+) -> str:
+    open_amount = authorized - voided - captured
+    if refunded > 0:
+        return (
+            PaymentStatus.REFUNDED
+            if refunded >= captured and open_amount == 0
+            else PaymentStatus.PARTIALLY_REFUNDED
+        )
+    if captured > 0:
+        return PaymentStatus.CAPTURED if open_amount == 0 else PaymentStatus.PARTIALLY_CAPTURED
+    return PaymentStatus.VOIDED if open_amount == 0 else PaymentStatus.AUTHORIZED
+
+
+class Payment(FSMModelMixin, models.Model):
+    """One tender on the order. Amounts move only through order services."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="payments")
+    method = models.CharField(max_length=40)
+    reference = models.CharField(max_length=200, blank=True)
+    amount_authorized = models.DecimalField(max_digits=12, decimal_places=2)
+    amount_captured = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    amount_refunded = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    amount_voided = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    status = FSMField(
+        default=PaymentStatus.AUTHORIZED, choices=PaymentStatus.choices, protected=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount_captured__lte=F("amount_authorized") - F("amount_voided")),
+                name="payment_captured_lte_authorized",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__lte=F("amount_captured")),
+                name="payment_refunded_lte_captured",
+            ),
+        ]
+
+    @property
+    def amount_open(self) -> Decimal:
+        """Authorised, not yet captured or voided."""
+        return self.amount_authorized - self.amount_voided - self.amount_captured
+
+    def _derived(self) -> str:
+        return payment_status(
+            authorized=self.amount_authorized,
+            voided=self.amount_voided,
+            captured=self.amount_captured,
+            refunded=self.amount_refunded,
+        )
+
+    @transition(
+        field=status,
+        source=[
+            PaymentStatus.AUTHORIZED,
+            PaymentStatus.PARTIALLY_CAPTURED,
+            PaymentStatus.CAPTURED,
+            PaymentStatus.PARTIALLY_REFUNDED,
+        ],
+        target=RETURN_VALUE(*PaymentStatus.values),
+    )
+    def settle(self) -> str:
+        """Follow the amounts after a capture, void or refund."""
+        return self._derived()
+
+
+class HoldType(models.TextChoices):
+    FRAUD_REVIEW = "fraud_review", "Fraud review"
+    PAYMENT_REVIEW = "payment_review", "Payment review"
+    ADDRESS_CHECK = "address_check", "Address check"
+    CUSTOMER_SERVICE = "customer_service", "Customer service"
+    MANUAL = "manual", "Manual"
+
+
+class OrderHold(ActorFields):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="holds")
+    type = models.CharField(max_length=20, choices=HoldType.choices)
+    reason = models.CharField(max_length=300)
+    rule = models.ForeignKey(
+        "HoldRule", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    released_by = models.CharField(max_length=200, blank=True)
+    release_note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["order", "released_at"])]
+
+
+class HoldRule(models.Model):
+    """Merchant-configured checks that hold an order at capture."""
+
+    class Condition(models.TextChoices):
+        ORDER_TOTAL_ABOVE = "order_total_above", "Order total above amount"
+        COUNTRY_NOT_SERVED = "country_not_served", "Shipping country not in list"
+        NEW_CUSTOMER_ABOVE = "new_customer_above", "First order of a new customer above amount"
+
+    channel = models.ForeignKey(
+        "inventory.Channel",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="hold_rules",
+        help_text="Empty: applies to every channel.",
+    )
+    name = models.CharField(max_length=100)
+    condition = models.CharField(max_length=24, choices=Condition.choices)
+    amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    countries = models.CharField(
+        max_length=300, blank=True, help_text="Comma-separated ISO codes served."
+    )
+    hold_type = models.CharField(max_length=20, choices=HoldType.choices)
+    active = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def country_list(self) -> set[str]:
+        return {c.strip().upper() for c in self.countries.split(",") if c.strip()}
+
+
+class OrderEvent(ActorFields):
+    """The timeline: what happened to an order, when, and who or what caused it."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=50)
+    message = models.CharField(max_length=500)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["order", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"

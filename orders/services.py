@@ -1,0 +1,745 @@
+"""Order writes: capture, cancel, address change, holds, notes. Each is one transaction that
+locks the order, changes it, writes its timeline entry and outbox rows, and nothing else."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from inventory.models import Capability, Channel, Item, Location
+from inventory.services import (
+    StockLine,
+    cart_reservation_convert,
+    stock_release,
+    stock_reserve_in_channel,
+)
+from oms.actor import Actor
+from oms.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
+
+from . import events
+from .models import (
+    PRE_SHIPMENT_STATES,
+    Allocation,
+    Customer,
+    HoldRule,
+    HoldType,
+    Order,
+    OrderHold,
+    OrderLine,
+    OrderStatus,
+    Payment,
+    new_order_number,
+    payment_status,
+)
+
+CENT = Decimal("0.01")
+CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+
+
+# --- Inputs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AddressInput:
+    line1: str
+    city: str
+    postal_code: str
+    country: str
+    name: str = ""
+    line2: str = ""
+    region: str = ""
+    latitude: Decimal | None = None
+    longitude: Decimal | None = None
+
+    def as_order_fields(self) -> dict:
+        return {
+            "ship_name": self.name,
+            "ship_line1": self.line1,
+            "ship_line2": self.line2,
+            "ship_city": self.city,
+            "ship_region": self.region,
+            "ship_postal_code": self.postal_code,
+            "ship_country": self.country.upper(),
+            "ship_latitude": self.latitude,
+            "ship_longitude": self.longitude,
+        }
+
+
+@dataclass(frozen=True)
+class LineInput:
+    sku: str
+    quantity: int
+    unit_price: Decimal
+    external_line_id: str = ""
+    discount_amount: Decimal = Decimal("0")
+    tax_amount: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class PaymentInput:
+    method: str
+    amount_authorized: Decimal
+    reference: str = ""
+    amount_captured: Decimal = Decimal("0")
+
+
+@dataclass(frozen=True)
+class CaptureInput:
+    channel: Channel
+    external_id: str
+    customer_email: str
+    currency: str
+    lines: Sequence[LineInput]
+    customer_name: str = ""
+    customer_phone: str = ""
+    fulfillment_method: str = Order.Method.SHIP
+    pickup_location: str = ""
+    shipping_address: AddressInput | None = None
+    shipping_method: str = ""
+    shipping_total: Decimal = Decimal("0")
+    tax_total: Decimal = Decimal("0")
+    grand_total: Decimal | None = None
+    payment: PaymentInput | None = None
+    ship_complete: bool = False
+    allow_backorder: bool = False
+    reservation_key: str = ""
+    promised_ship_date: object = None
+    promised_delivery_date: object = None
+
+
+@dataclass
+class _Priced:
+    item: Item
+    line: LineInput
+    tax: Decimal
+
+
+# --- Capture ---------------------------------------------------------------------------------
+
+
+def _validate_and_price(data: CaptureInput) -> tuple[list[_Priced], dict, Location | None]:
+    """Everything that can be checked before writing; raises ValidationFailed with field paths."""
+    errors: dict[str, str] = {}
+    if not data.channel.active:
+        errors["channel"] = f"Channel {data.channel.code} is not active."
+    if not CURRENCY_RE.match(data.currency):
+        errors["currency"] = "Use a three-letter ISO 4217 code, e.g. USD."
+    skus = {line.sku for line in data.lines}
+    items = {i.sku: i for i in Item.objects.filter(sku__in=skus)}
+    seen: set[str] = set()
+    for index, line in enumerate(data.lines):
+        item = items.get(line.sku)
+        if item is None:
+            errors[f"lines[{index}].sku"] = f"Unknown SKU {line.sku}."
+        elif not item.active:
+            errors[f"lines[{index}].sku"] = f"SKU {line.sku} is not sold."
+        if line.discount_amount > line.unit_price * line.quantity:
+            errors[f"lines[{index}].discount_amount"] = "Discount exceeds the line's price."
+        if line.external_line_id and line.external_line_id in seen:
+            errors[f"lines[{index}].external_line_id"] = "Duplicate external line id."
+        seen.add(line.external_line_id)
+    pickup = None
+    if data.fulfillment_method == Order.Method.PICKUP:
+        if not data.pickup_location:
+            errors["pickup_location"] = "Required for pickup orders."
+        else:
+            pickup = Location.objects.filter(code=data.pickup_location).first()
+            if pickup is None:
+                errors["pickup_location"] = f"Unknown location {data.pickup_location}."
+            elif not pickup.active or not pickup.can(Capability.PICKUP):
+                errors["pickup_location"] = f"{pickup.code} does not offer pickup."
+            elif not data.channel.locations.filter(pk=pickup.pk).exists():
+                errors["pickup_location"] = (
+                    f"{pickup.code} does not serve channel {data.channel.code}."
+                )
+    elif data.shipping_address is None:
+        errors["shipping_address"] = "Required for orders that ship."
+    if data.shipping_address is not None:
+        errors.update(_address_errors(data.shipping_address, "shipping_address"))
+
+    # Money: line taxes either all given (and summing to tax_total) or spread pro rata.
+    nets = [line.unit_price * line.quantity - line.discount_amount for line in data.lines]
+    given = [line.tax_amount for line in data.lines]
+    if all(t is not None for t in given):
+        taxes = list(given)
+        if sum(taxes, Decimal(0)) != data.tax_total:
+            errors["tax_total"] = (
+                f"Line taxes add up to {sum(taxes, Decimal(0))}, not {data.tax_total}."
+            )
+    elif any(t is not None for t in given):
+        errors["lines"] = "Give tax_amount on every line or on none."
+        taxes = [Decimal(0)] * len(nets)
+    else:
+        taxes = _spread(data.tax_total, nets)
+    subtotal = sum((line.unit_price * line.quantity for line in data.lines), Decimal(0))
+    discount = sum((line.discount_amount for line in data.lines), Decimal(0))
+    grand = subtotal - discount + data.shipping_total + data.tax_total
+    if data.grand_total is not None and data.grand_total != grand:
+        errors["grand_total"] = (
+            f"Lines, shipping and tax add up to {grand}, not {data.grand_total}."
+        )
+    if data.payment is not None:
+        if data.payment.amount_authorized != grand:
+            errors["payment.amount_authorized"] = f"Must equal the order total {grand}."
+        if data.payment.amount_captured > data.payment.amount_authorized:
+            errors["payment.amount_captured"] = "Cannot exceed the amount authorised."
+    if errors:
+        first = next(iter(errors.items()))
+        raise ValidationFailed(f"{first[0]}: {first[1]}", fields=errors)
+    totals = {"subtotal": subtotal, "discount_total": discount, "grand_total": grand}
+    priced = [
+        _Priced(items[line.sku], line, tax) for line, tax in zip(data.lines, taxes, strict=True)
+    ]
+    return priced, totals, pickup
+
+
+def _spread(total: Decimal, weights: list[Decimal]) -> list[Decimal]:
+    """Split `total` in proportion to `weights`, to the cent, remainder on the last share."""
+    whole = sum(weights, Decimal(0))
+    if whole == 0 or total == 0:
+        return [Decimal(0)] * len(weights)
+    shares = [(total * w / whole).quantize(CENT) for w in weights]
+    shares[-1] += total - sum(shares, Decimal(0))
+    return shares
+
+
+def _address_errors(address: AddressInput, prefix: str) -> dict[str, str]:
+    errors = {}
+    for name in ("line1", "city", "postal_code", "country"):
+        if not getattr(address, name).strip():
+            errors[f"{prefix}.{name}"] = "This field is required."
+    if address.country and not re.match(r"^[A-Za-z]{2}$", address.country):
+        errors[f"{prefix}.country"] = "Use a two-letter ISO country code."
+    if (address.latitude is None) != (address.longitude is None):
+        errors[f"{prefix}.latitude"] = "Give both latitude and longitude, or neither."
+    return errors
+
+
+def _customer(data: CaptureInput) -> tuple[Customer, bool]:
+    email = Customer.normalise_email(data.customer_email)
+    customer, created = Customer.objects.get_or_create(
+        email=email,
+        defaults={
+            "name": data.customer_name,
+            "phone": data.customer_phone,
+            "phone_digits": Customer.digits(data.customer_phone),
+        },
+    )
+    changed = []
+    if data.customer_name and not customer.name:
+        customer.name, changed = data.customer_name, [*changed, "name"]
+    if data.customer_phone and not customer.phone:
+        customer.phone, customer.phone_digits = (
+            data.customer_phone,
+            Customer.digits(data.customer_phone),
+        )
+        changed += ["phone", "phone_digits"]
+    if changed:
+        customer.save(update_fields=changed)
+    return customer, created
+
+
+def _matching_rules(order: Order, new_customer: bool) -> list[HoldRule]:
+    rules = HoldRule.objects.filter(active=True).filter(
+        channel__isnull=True
+    ) | HoldRule.objects.filter(active=True, channel=order.channel)
+    hits = []
+    for rule in rules.order_by("id"):
+        if rule.condition == HoldRule.Condition.ORDER_TOTAL_ABOVE and rule.amount is not None:
+            if order.grand_total > rule.amount:
+                hits.append(rule)
+        elif rule.condition == HoldRule.Condition.COUNTRY_NOT_SERVED:
+            if (
+                order.fulfillment_method == Order.Method.SHIP
+                and order.ship_country not in rule.country_list()
+            ):
+                hits.append(rule)
+        elif rule.condition == HoldRule.Condition.NEW_CUSTOMER_ABOVE and rule.amount is not None:
+            if new_customer and order.grand_total > rule.amount:
+                hits.append(rule)
+    return hits
+
+
+def _rule_reason(rule: HoldRule, order: Order) -> str:
+    if rule.condition == HoldRule.Condition.COUNTRY_NOT_SERVED:
+        return f"ships to {order.ship_country}, which is not served"
+    if rule.condition == HoldRule.Condition.NEW_CUSTOMER_ABOVE:
+        return f"first order of a new customer, total {order.grand_total} above {rule.amount}"
+    return f"order total {order.grand_total} above {rule.amount}"
+
+
+def _create_order(
+    data: CaptureInput, customer: Customer, totals: dict, pickup: Location | None
+) -> Order:
+    fields = dict(
+        channel=data.channel,
+        external_id=data.external_id,
+        customer=customer,
+        currency=data.currency,
+        fulfillment_method=data.fulfillment_method,
+        pickup_location=pickup,
+        shipping_method=data.shipping_method,
+        shipping_total=data.shipping_total,
+        tax_total=data.tax_total,
+        ship_complete=data.ship_complete,
+        allow_backorder=data.allow_backorder,
+        promised_ship_date=data.promised_ship_date,
+        promised_delivery_date=data.promised_delivery_date,
+        **totals,
+        **(data.shipping_address.as_order_fields() if data.shipping_address else {}),
+    )
+    for _ in range(5):
+        try:
+            with transaction.atomic():
+                return Order.objects.create(number=new_order_number(data.channel.code), **fields)
+        except IntegrityError as exc:
+            if Order.objects.filter(channel=data.channel, external_id=data.external_id).exists():
+                existing = Order.objects.get(channel=data.channel, external_id=data.external_id)
+                raise Conflict(
+                    f"Order {existing.number} was already captured for {data.channel.code} order {data.external_id}.",
+                    fields={"external_id": f"Already captured as {existing.number}."},
+                ) from exc
+            # a number collision (one in billions): draw another
+    raise Conflict("Could not allocate an order number; retry.")
+
+
+def _allocate(
+    order: Order, lines: list[OrderLine], data: CaptureInput, pickup: Location | None, actor: Actor
+) -> dict[str, int]:
+    """Hold stock for every line; returns {sku: units backordered}. Raises InsufficientStock
+    (rolling back the capture) when a line cannot be held and backorders are not allowed."""
+    wanted: dict[int, int] = defaultdict(int)
+    for line in lines:
+        wanted[line.item_id] += line.quantity
+    held: dict[tuple[int, int], int] = defaultdict(int)  # (item, location) -> units
+    if data.reservation_key:
+        for cart_line in cart_reservation_convert(channel=order.channel, key=data.reservation_key):
+            take = min(cart_line.quantity, wanted.get(cart_line.item_id, 0))
+            if pickup is not None and cart_line.location_id != pickup.pk:
+                take = 0
+            if take:
+                held[(cart_line.item_id, cart_line.location_id)] += take
+                wanted[cart_line.item_id] -= take
+            if cart_line.quantity > take:  # the cart held more than the order needs
+                stock_release(
+                    lines=[
+                        StockLine(
+                            cart_line.location_id, cart_line.item_id, cart_line.quantity - take
+                        )
+                    ],
+                    actor=actor,
+                    reference=f"order:{order.number}",
+                )
+    wanted = {item: q for item, q in wanted.items() if q > 0}
+    short: dict[int, int] = {}
+    if wanted:
+        plan, short = stock_reserve_in_channel(
+            channel=order.channel,
+            wanted=wanted,
+            actor=actor,
+            reference=f"order:{order.number}",
+            location_ids=[pickup.pk] if pickup else None,
+            capability=None if pickup else Capability.SHIP,
+            allow_partial=data.allow_backorder,
+        )
+        for p in plan:
+            held[(p.item_id, p.location_id)] += p.quantity
+    # Spread held units over the lines of each item, in line order.
+    allocations = []
+    per_item: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for (item_id, location_id), q in sorted(held.items()):
+        per_item[item_id].append((location_id, q))
+    for line in lines:
+        need = line.quantity
+        pool = per_item[line.item_id]
+        while need and pool:
+            location_id, q = pool[0]
+            take = min(need, q)
+            allocations.append(Allocation(line=line, location_id=location_id, quantity=take))
+            line.quantity_allocated += take
+            need -= take
+            pool[0] = (location_id, q - take)
+            if pool[0][1] == 0:
+                pool.pop(0)
+    Allocation.objects.bulk_create(allocations)
+    OrderLine.objects.bulk_update(lines, ["quantity_allocated"])
+    codes = dict(
+        Location.objects.filter(pk__in={a.location_id for a in allocations}).values_list(
+            "pk", "code"
+        )
+    )
+    if allocations:
+        events.stock_reserved(
+            order,
+            actor,
+            allocations=[
+                {"sku": a.line.sku, "location": codes[a.location_id], "quantity": a.quantity}
+                for a in allocations
+            ],
+        )
+    backordered: dict[str, int] = {}
+    for line in lines:
+        if line.quantity_backordered:
+            backordered[line.sku] = backordered.get(line.sku, 0) + line.quantity_backordered
+    return backordered
+
+
+@transaction.atomic
+def order_capture(*, data: CaptureInput, actor: Actor) -> Order:
+    """Capture an order: validated, de-duplicated on (channel, external id), stock held for
+    every line (or backordered when allowed), holds applied, all in one transaction."""
+    priced, totals, pickup = _validate_and_price(data)
+    customer, _ = _customer(data)
+    new_customer = not Order.objects.filter(customer=customer).exists()
+    order = _create_order(data, customer, totals, pickup)
+    lines = OrderLine.objects.bulk_create(
+        [
+            OrderLine(
+                order=order,
+                item=p.item,
+                sku=p.item.sku,
+                external_line_id=p.line.external_line_id,
+                quantity=p.line.quantity,
+                unit_price=p.line.unit_price,
+                discount_amount=p.line.discount_amount,
+                tax_amount=p.tax,
+            )
+            for p in priced
+        ]
+    )
+    if data.payment is not None:
+        Payment.objects.create(
+            order=order,
+            method=data.payment.method,
+            reference=data.payment.reference,
+            amount_authorized=data.payment.amount_authorized,
+            amount_captured=data.payment.amount_captured,
+            status=payment_status(
+                authorized=data.payment.amount_authorized,
+                voided=Decimal(0),
+                captured=data.payment.amount_captured,
+                refunded=Decimal(0),
+            ),
+        )
+    backordered = _allocate(order, lines, data, pickup, actor)
+    order.recompute(derive_status(lines, has_provisional=True))
+    order.save(update_fields=["status"])
+    events.order_created(order, actor, backordered=backordered)
+    for rule in _matching_rules(order, new_customer):
+        _place_hold(
+            order,
+            hold_type=rule.hold_type,
+            reason=_rule_reason(rule, order),
+            actor=actor,
+            rule=rule,
+        )
+    return order
+
+
+# --- Status ----------------------------------------------------------------------------------
+
+
+def derive_status(
+    lines: Sequence[OrderLine], *, has_provisional: bool = False, has_fulfillments: bool = False
+) -> str:
+    """The order's status as its lines tell it (holds are layered on top by the services)."""
+    ordered = sum(line.quantity for line in lines)
+    cancelled = sum(line.quantity_cancelled for line in lines)
+    shipped = sum(line.quantity_shipped for line in lines)
+    open_units = ordered - cancelled - shipped
+    if cancelled == ordered:
+        return OrderStatus.CANCELLED
+    if open_units == 0:
+        return OrderStatus.SHIPPED
+    if shipped:
+        return OrderStatus.PARTIALLY_SHIPPED
+    if has_fulfillments:
+        return OrderStatus.IN_FULFILLMENT
+    backordered = sum(line.quantity_backordered for line in lines)
+    allocated = sum(line.quantity_allocated for line in lines)
+    if backordered == 0:
+        return OrderStatus.RECEIVED if has_provisional else OrderStatus.ALLOCATED
+    if allocated == 0 or has_provisional:
+        return OrderStatus.BACKORDERED
+    return OrderStatus.PARTIALLY_ALLOCATED
+
+
+def _lock(order_number: str) -> Order:
+    order = (
+        Order.objects.select_for_update()
+        .select_related("channel")
+        .filter(number=order_number)
+        .first()
+    )
+    if order is None:
+        raise NotFound(f"No order {order_number}.")
+    return order
+
+
+def _locked_lines(order: Order) -> list[OrderLine]:
+    return list(OrderLine.objects.select_for_update().filter(order=order).order_by("pk"))
+
+
+def _status_after_change(order: Order, lines: list[OrderLine]) -> str:
+    has_provisional = Allocation.objects.filter(line__order=order, provisional=True).exists()
+    return derive_status(lines, has_provisional=has_provisional)
+
+
+# --- Cancel ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CancelLine:
+    line_id: int
+    quantity: int
+
+
+@dataclass
+class _Money:
+    voided: Decimal = Decimal(0)
+    refunded: Decimal = Decimal(0)
+    per_payment: list[dict] = field(default_factory=list)
+
+
+def _give_back(order: Order, amount: Decimal) -> _Money:
+    """Return `amount` to the customer: void what is only authorised, refund what was captured."""
+    money = _Money()
+    for payment in Payment.objects.select_for_update().filter(order=order).order_by("pk"):
+        if amount <= 0:
+            break
+        void = min(amount, payment.amount_open)
+        refund = min(amount - void, payment.amount_captured - payment.amount_refunded)
+        if not void and not refund:
+            continue
+        payment.amount_voided += void
+        payment.amount_refunded += refund
+        payment.settle()
+        payment.save(update_fields=["amount_voided", "amount_refunded", "status"])
+        amount -= void + refund
+        money.voided += void
+        money.refunded += refund
+        money.per_payment.append(
+            {
+                "payment": payment.pk,
+                "voided": str(void),
+                "refunded": str(refund),
+                "status": payment.status,
+            }
+        )
+    return money
+
+
+def _release_units(line: OrderLine, units: int, actor: Actor, reference: str) -> list[dict]:
+    """Release up to `units` of a line's held stock, provisional holds first."""
+    released = []
+    for allocation in line.allocations.select_related("location").order_by("-provisional", "pk"):
+        if units == 0:
+            break
+        take = min(units, allocation.quantity)
+        stock_release(
+            lines=[StockLine(allocation.location_id, line.item_id, take)],
+            actor=actor,
+            reference=reference,
+        )
+        if take == allocation.quantity:
+            allocation.delete()
+        else:
+            allocation.quantity -= take
+            allocation.save(update_fields=["quantity"])
+        line.quantity_allocated -= take
+        units -= take
+        released.append({"location": allocation.location.code, "quantity": take})
+    return released
+
+
+@transaction.atomic
+def order_cancel(
+    *, order_number: str, reason: str, actor: Actor, lines: Sequence[CancelLine] | None = None
+) -> Order:
+    """Cancel the whole order or some quantities of some lines; only what has not shipped.
+
+    Backordered units go first (no stock to give back), then held units, whose stock is
+    released. The money for the cancelled units is voided or refunded."""
+    order = _lock(order_number)
+    if order.status in (OrderStatus.SHIPPED, OrderStatus.COMPLETED, OrderStatus.CANCELLED):
+        raise InvalidTransition(
+            f"Order {order.number} is {order.status}; nothing is left to cancel."
+        )
+    all_lines = _locked_lines(order)
+    by_id = {line.pk: line for line in all_lines}
+    if lines is None:
+        wanted = {line.pk: line.quantity_open for line in all_lines if line.quantity_open}
+    else:
+        wanted = {}
+        for index, cancel in enumerate(lines):
+            line = by_id.get(cancel.line_id)
+            if line is None:
+                raise ValidationFailed(
+                    f"Line {cancel.line_id} is not on order {order.number}.",
+                    fields={f"lines[{index}].line_id": "Not on this order."},
+                )
+            wanted[line.pk] = wanted.get(line.pk, 0) + cancel.quantity
+            if wanted[line.pk] > line.quantity_open:
+                raise ValidationFailed(
+                    f"Line {line.pk} ({line.sku}) has {line.quantity_open} unit(s) that can still be cancelled.",
+                    fields={
+                        f"lines[{index}].quantity": f"At most {line.quantity_open} (the rest shipped or was cancelled)."
+                    },
+                )
+    if not wanted:
+        raise InvalidTransition(f"Order {order.number} has nothing left to cancel.")
+    reference = f"order:{order.number}"
+    cancelled, value = [], Decimal(0)
+    for line_id, units in wanted.items():
+        line = by_id[line_id]
+        from_backorder = min(units, line.quantity_backordered)
+        released = _release_units(line, units - from_backorder, actor, reference)
+        line.quantity_cancelled += units
+        value += line.value_of(units)
+        cancelled.append(
+            {"line_id": line.pk, "sku": line.sku, "quantity": units, "released": released}
+        )
+    OrderLine.objects.bulk_update(
+        list(by_id.values()), ["quantity_cancelled", "quantity_allocated"]
+    )
+    derived = _status_after_change(order, all_lines)
+    full = derived == OrderStatus.CANCELLED
+    if full or derived == OrderStatus.SHIPPED:
+        value += order.shipping_total if full else Decimal(0)
+        order.cancel(derived)
+        OrderHold.objects.filter(order=order, released_at__isnull=True).update(
+            released_at=timezone.now(), released_by=actor.label, release_note="order cancelled"
+        )
+    elif order.status != OrderStatus.ON_HOLD:
+        order.recompute(derived)
+    order.save(update_fields=["status", "updated_at"])
+    money = _give_back(order, value)
+    events.order_cancelled(
+        order,
+        actor,
+        reason=reason,
+        lines=cancelled,
+        full=full,
+        refund={
+            "amount": str(value),
+            "voided": str(money.voided),
+            "refunded": str(money.refunded),
+            "payments": money.per_payment,
+        },
+    )
+    return order
+
+
+# --- Address ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def order_change_address(*, order_number: str, address: AddressInput, actor: Actor) -> Order:
+    order = _lock(order_number)
+    if order.is_pickup:
+        raise InvalidTransition(
+            f"Order {order.number} is a pickup order; it has no shipping address."
+        )
+    shipped = OrderLine.objects.filter(order=order).aggregate(s=Sum("quantity_shipped"))["s"] or 0
+    if order.status not in (*PRE_SHIPMENT_STATES, OrderStatus.ON_HOLD) or shipped:
+        raise InvalidTransition(
+            f"Order {order.number} is {order.status}; its address can no longer change."
+        )
+    errors = _address_errors(address, "shipping_address")
+    if errors:
+        raise ValidationFailed(next(iter(errors.values())), fields=errors)
+    fields = address.as_order_fields()
+    before = {k.removeprefix("ship_"): _plain(getattr(order, k)) for k in fields}
+    for name, value in fields.items():
+        setattr(order, name, value)
+    order.save(update_fields=[*fields, "updated_at"])
+    events.address_changed(
+        order,
+        actor,
+        before=before,
+        after={k.removeprefix("ship_"): _plain(v) for k, v in fields.items()},
+    )
+    return order
+
+
+def _plain(value):
+    return str(value) if isinstance(value, Decimal) else value
+
+
+# --- Holds and notes -------------------------------------------------------------------------
+
+
+def _place_hold(
+    order: Order, *, hold_type: str, reason: str, actor: Actor, rule: HoldRule | None = None
+) -> OrderHold:
+    if order.status != OrderStatus.ON_HOLD:
+        order.hold()
+        order.save(update_fields=["status", "updated_at"])
+    hold = OrderHold.objects.create(
+        order=order, type=hold_type, reason=reason, rule=rule, **actor.as_fields()
+    )
+    events.order_held(
+        order, actor, hold_type=hold_type, reason=reason, rule=rule.name if rule else None
+    )
+    return hold
+
+
+@transaction.atomic
+def order_hold(*, order_number: str, hold_type: str, reason: str, actor: Actor) -> Order:
+    if hold_type not in HoldType.values:
+        raise ValidationFailed(
+            f"Unknown hold type {hold_type}.",
+            fields={"type": f"One of {', '.join(HoldType.values)}."},
+        )
+    if not reason.strip():
+        raise ValidationFailed(
+            "A reason is required.", fields={"reason": "This field is required."}
+        )
+    order = _lock(order_number)
+    if order.status not in (*PRE_SHIPMENT_STATES, OrderStatus.ON_HOLD):
+        raise InvalidTransition(f"Order {order.number} is {order.status} and cannot be held.")
+    _place_hold(order, hold_type=hold_type, reason=reason.strip(), actor=actor)
+    return order
+
+
+@transaction.atomic
+def order_release(
+    *, order_number: str, actor: Actor, note: str = "", hold_types: Sequence[str] | None = None
+) -> Order:
+    """Release active holds (all, or those of the given types); the last one out resumes the order."""
+    order = _lock(order_number)
+    if order.status != OrderStatus.ON_HOLD:
+        raise InvalidTransition(f"Order {order.number} is {order.status}, not on hold.")
+    holds = OrderHold.objects.select_for_update().filter(order=order, released_at__isnull=True)
+    if hold_types:
+        holds = holds.filter(type__in=hold_types)
+    holds = list(holds)
+    if not holds:
+        raise InvalidTransition(
+            f"Order {order.number} has no active hold of type {', '.join(hold_types or [])}."
+        )
+    now = timezone.now()
+    for hold in holds:
+        hold.released_at, hold.released_by, hold.release_note = now, actor.label, note[:300]
+    OrderHold.objects.bulk_update(holds, ["released_at", "released_by", "release_note"])
+    if not OrderHold.objects.filter(order=order, released_at__isnull=True).exists():
+        order.release(_status_after_change(order, _locked_lines(order)))
+        order.save(update_fields=["status", "updated_at"])
+    events.order_released(order, actor, hold_types=sorted({h.type for h in holds}), note=note)
+    return order
+
+
+@transaction.atomic
+def order_add_note(*, order_number: str, text: str, actor: Actor) -> Order:
+    if not text.strip():
+        raise ValidationFailed("A note needs text.", fields={"text": "This field is required."})
+    order = _lock(order_number)
+    events.note_added(order, actor, text=text.strip()[:500])
+    return order

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Set up and run the OMS on a fresh machine with only Python 3.11.
 
-    python3 dev.py run     install, migrate, load demo data, serve on http://127.0.0.1:8000
-    python3 dev.py test    install (with test tools) and run the whole test suite
+python3 dev.py run     install, migrate, load demo data, serve on http://127.0.0.1:8000
+python3 dev.py test    install (with test tools) and run the whole test suite
 """
 
 from __future__ import annotations

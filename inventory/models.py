@@ -46,18 +46,22 @@ class Location(models.Model):
     postal_code = models.CharField(max_length=20, blank=True)
     country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2")
     latitude = models.DecimalField(
-        max_digits=9, decimal_places=6, null=True, blank=True,
+        max_digits=9,
+        decimal_places=6,
+        null=True,
+        blank=True,
         validators=[MinValueValidator(-90), MaxValueValidator(90)],
     )
     longitude = models.DecimalField(
-        max_digits=9, decimal_places=6, null=True, blank=True,
+        max_digits=9,
+        decimal_places=6,
+        null=True,
+        blank=True,
         validators=[MinValueValidator(-180), MaxValueValidator(180)],
     )
     capabilities = models.JSONField(default=list, blank=True, validators=[validate_capabilities])
     active = models.BooleanField(default=True)
-    priority = models.PositiveIntegerField(
-        default=100, help_text="Routing priority: lower numbers are preferred."
-    )
+    priority = models.PositiveIntegerField(default=100, help_text="Routing priority: lower numbers are preferred.")
     daily_capacity = models.PositiveIntegerField(
         null=True, blank=True, help_text="Orders per day this location can take; empty = no limit."
     )
@@ -114,7 +118,9 @@ class Channel(models.Model):
         default=0, help_text="Units held back per SKU at each location from this channel's ATP."
     )
     safety_buffer_percent = models.DecimalField(
-        max_digits=5, decimal_places=2, default=0,
+        max_digits=5,
+        decimal_places=2,
+        default=0,
         validators=[MinValueValidator(0), MaxValueValidator(100)],
         help_text="Percent of each location's net stock held back; the larger buffer applies.",
     )
@@ -148,12 +154,8 @@ class Stock(models.Model):
             models.UniqueConstraint(fields=["location", "item"], name="stock_location_item_uniq"),
             models.CheckConstraint(condition=Q(on_hand__gte=0), name="stock_on_hand_gte_0"),
             models.CheckConstraint(condition=Q(reserved__gte=0), name="stock_reserved_gte_0"),
-            models.CheckConstraint(
-                condition=Q(reserved__lte=models.F("on_hand")), name="stock_reserved_lte_on_hand"
-            ),
-            models.CheckConstraint(
-                condition=Q(safety_stock__gte=0), name="stock_safety_stock_gte_0"
-            ),
+            models.CheckConstraint(condition=Q(reserved__lte=models.F("on_hand")), name="stock_reserved_lte_on_hand"),
+            models.CheckConstraint(condition=Q(safety_stock__gte=0), name="stock_safety_stock_gte_0"),
         ]
         indexes = [models.Index(fields=["item", "location"], name="stock_item_location_idx")]
 
@@ -225,9 +227,7 @@ class IncomingSupply(models.Model):
         verbose_name_plural = "incoming supply"
         ordering = ["expected_date", "id"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["reference", "location", "item"], name="supply_reference_uniq"
-            ),
+            models.UniqueConstraint(fields=["reference", "location", "item"], name="supply_reference_uniq"),
             models.CheckConstraint(
                 condition=Q(quantity_received__lte=models.F("quantity")),
                 name="supply_received_lte_quantity",
@@ -260,9 +260,7 @@ class Reservation(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["channel", "key"], name="reservation_channel_key_uniq")
-        ]
+        constraints = [models.UniqueConstraint(fields=["channel", "key"], name="reservation_channel_key_uniq")]
         indexes = [models.Index(fields=["status", "expires_at"])]
 
     def __str__(self) -> str:

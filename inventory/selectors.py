@@ -60,7 +60,9 @@ def _channel_locations(channel: Channel, *, near: Near | None, location: Locatio
 
 
 def resolve_items(skus: list[str]) -> dict[str, tuple[int, bool]]:
-    items = {sku: (pk, active) for pk, sku, active in Item.objects.filter(sku__in=skus).values_list("id", "sku", "active")}
+    items = {
+        sku: (pk, active) for pk, sku, active in Item.objects.filter(sku__in=skus).values_list("id", "sku", "active")
+    }
     unknown = [s for s in skus if s not in items]
     if unknown:
         raise ValidationFailed(
@@ -111,9 +113,8 @@ def channel_availability(
     locs = _channel_locations(channel, near=near, location=location)
     loc_by_id = {loc.id: loc for loc in locs}
     item_ids = [pk for pk, _ in items.values()]
-    rows = (
-        Stock.objects.filter(item_id__in=item_ids, location_id__in=loc_by_id)
-        .values_list("item_id", "location_id", "on_hand", "reserved", "safety_stock")
+    rows = Stock.objects.filter(item_id__in=item_ids, location_id__in=loc_by_id).values_list(
+        "item_id", "location_id", "on_hand", "reserved", "safety_stock"
     )
     expired = _expired_holds(item_ids, list(loc_by_id)) if loc_by_id else {}
     totals: dict[int, int] = defaultdict(int)
@@ -163,10 +164,7 @@ def availability_breakdown(*, channel: Channel, sku: str) -> dict:
     items = resolve_items([sku])
     item_id, active = items[sku]
     in_channel = set(channel.locations.values_list("id", flat=True))
-    stock = {
-        s.location_id: s
-        for s in Stock.objects.filter(item_id=item_id).select_related("location")
-    }
+    stock = {s.location_id: s for s in Stock.objects.filter(item_id=item_id).select_related("location")}
     loc_ids = in_channel | set(stock)
     locations = {loc.pk: loc for loc in Location.objects.filter(pk__in=loc_ids)}
     expired = _expired_holds([item_id], list(loc_ids))
@@ -233,7 +231,9 @@ def ledger_mismatches() -> list[LedgerMismatch]:
         .values_list("location_id", "item_id", "oh", "r")
     }
     out = []
-    for loc, item, on_hand, reserved in Stock.objects.values_list("location_id", "item_id", "on_hand", "reserved").iterator(chunk_size=5000):
+    for loc, item, on_hand, reserved in Stock.objects.values_list(
+        "location_id", "item_id", "on_hand", "reserved"
+    ).iterator(chunk_size=5000):
         lo, lr = sums.pop((loc, item), (0, 0))
         if (lo, lr) != (on_hand, reserved):
             out.append(LedgerMismatch(loc, item, on_hand, reserved, lo, lr))

@@ -126,15 +126,11 @@ def _apply_movements(movements: list[_Movement], *, actor: Actor) -> list[StockM
         with transaction.atomic():
             StockMovement.objects.bulk_create(ledger)
     except IntegrityError as exc:
-        raise Conflict(
-            "A concurrent request applied the same reference; retry to see its result."
-        ) from exc
+        raise Conflict("A concurrent request applied the same reference; retry to see its result.") from exc
     return ledger
 
 
-def _stock_ids(
-    pairs: Iterable[tuple[int, int]], *, create: bool = False
-) -> dict[tuple[int, int], int]:
+def _stock_ids(pairs: Iterable[tuple[int, int]], *, create: bool = False) -> dict[tuple[int, int], int]:
     pairs = set(pairs)
     if not pairs:
         return {}
@@ -160,13 +156,9 @@ def _stock_ids(
 def _publish_stock_changed(ledger: Sequence[StockMovement], *, cause: str) -> None:
     if not ledger:
         return
-    locations = dict(
-        Location.objects.filter(id__in={m.location_id for m in ledger}).values_list("id", "code")
-    )
+    locations = dict(Location.objects.filter(id__in={m.location_id for m in ledger}).values_list("id", "code"))
     item_ids = {m.item_id for m in ledger}
-    skus = dict(
-        Item.objects.filter(id__in=list(item_ids)[:EVENT_SKU_LIMIT]).values_list("id", "sku")
-    )
+    skus = dict(Item.objects.filter(id__in=list(item_ids)[:EVENT_SKU_LIMIT]).values_list("id", "sku"))
     by_location: dict[str, set[str]] = defaultdict(set)
     for m in ledger:
         if m.item_id in skus:
@@ -175,9 +167,7 @@ def _publish_stock_changed(ledger: Sequence[StockMovement], *, cause: str) -> No
         "inventory.changed",
         {
             "cause": cause,
-            "changes": [
-                {"location": loc, "skus": sorted(s)} for loc, s in sorted(by_location.items())
-            ],
+            "changes": [{"location": loc, "skus": sorted(s)} for loc, s in sorted(by_location.items())],
             "truncated": len(item_ids) > EVENT_SKU_LIMIT,
         },
     )
@@ -245,13 +235,9 @@ def stock_release(
     return _unreserve(lines=lines, actor=actor, reference=reference, reason=reason, consume=False)
 
 
-def stock_commit_shipment(
-    *, lines: Sequence[StockLine], actor: Actor, reference: str
-) -> list[StockMovement]:
+def stock_commit_shipment(*, lines: Sequence[StockLine], actor: Actor, reference: str) -> list[StockMovement]:
     """Shipped units leave the building: on hand and reserved both decrease."""
-    return _unreserve(
-        lines=lines, actor=actor, reference=reference, reason=MovementReason.SHIP, consume=True
-    )
+    return _unreserve(lines=lines, actor=actor, reference=reference, reason=MovementReason.SHIP, consume=True)
 
 
 def _unreserve(
@@ -264,9 +250,7 @@ def _unreserve(
         for line in lines:
             stock_id = ids.get((line.location_id, line.item_id))
             if stock_id is None:
-                raise Conflict(
-                    f"Nothing is reserved for item {line.item_id} at {line.location_id}."
-                )
+                raise Conflict(f"Nothing is reserved for item {line.item_id} at {line.location_id}.")
             movements.append(
                 _Movement(
                     stock_id=stock_id,
@@ -292,9 +276,7 @@ def _unreserve(
 def _check_quantities(lines: Sequence[StockLine]) -> None:
     for line in lines:
         if not isinstance(line.quantity, int) or line.quantity <= 0:
-            raise ValidationFailed(
-                "Quantities must be positive whole numbers.", fields={"quantity": "Must be ≥ 1."}
-            )
+            raise ValidationFailed("Quantities must be positive whole numbers.", fields={"quantity": "Must be ≥ 1."})
 
 
 # --- Adjustments, counts and snapshots -----------------------------------------------------------
@@ -324,9 +306,7 @@ def _dedupe_key(source: str, reference: str, location_id: int, item_id: int) -> 
 
 
 @transaction.atomic
-def stock_adjust(
-    *, adjustments: Sequence[Adjustment], actor: Actor, source: str
-) -> AdjustmentResult:
+def stock_adjust(*, adjustments: Sequence[Adjustment], actor: Actor, source: str) -> AdjustmentResult:
     """Apply a batch of deltas or absolute counts, all or nothing.
 
     A (source, reference, location, sku) seen before is skipped, so a retried batch is safe.
@@ -334,11 +314,7 @@ def stock_adjust(
     """
     result = AdjustmentResult()
     keys = [_dedupe_key(source, a.reference, a.location.pk, a.item.pk) for a in adjustments]
-    seen = set(
-        StockMovement.objects.filter(dedupe_key__in=[k for k in keys if k]).values_list(
-            "dedupe_key", flat=True
-        )
-    )
+    seen = set(StockMovement.objects.filter(dedupe_key__in=[k for k in keys if k]).values_list("dedupe_key", flat=True))
     todo: list[tuple[Adjustment, str | None]] = []
     for adj, key in zip(adjustments, keys, strict=True):
         if key and key in seen:
@@ -390,10 +366,7 @@ def stock_adjust(
     try:
         result.applied = _apply_movements(movements, actor=actor)
     except _Rejected as exc:
-        fields = {
-            f"{m.label}.delta": "Would take on hand below zero or below what is reserved."
-            for m in exc.movements
-        }
+        fields = {f"{m.label}.delta": "Would take on hand below zero or below what is reserved." for m in exc.movements}
         raise Conflict(
             f"{len(exc.movements)} adjustment(s) would leave less on hand than is reserved or "
             "below zero; nothing was applied.",
@@ -456,9 +429,7 @@ def stock_snapshot(
     skus = list(counts)
     item_ids: dict[str, int] = {}
     for start in range(0, len(skus), 10_000):
-        item_ids.update(
-            Item.objects.filter(sku__in=skus[start : start + 10_000]).values_list("sku", "id")
-        )
+        item_ids.update(Item.objects.filter(sku__in=skus[start : start + 10_000]).values_list("sku", "id"))
     unknown = [s for s in skus if s not in item_ids]
     if unknown:
         raise ValidationFailed(
@@ -469,9 +440,9 @@ def stock_snapshot(
     with transaction.atomic():
         existing = {
             item_id: (pk, on_hand, reserved, safety)
-            for pk, item_id, on_hand, reserved, safety in stock_for_update(
-                location=location
-            ).values_list("id", "item_id", "on_hand", "reserved", "safety_stock")
+            for pk, item_id, on_hand, reserved, safety in stock_for_update(location=location).values_list(
+                "id", "item_id", "on_hand", "reserved", "safety_stock"
+            )
         }
         updates: list[tuple[int, int, int]] = []  # (stock id, on_hand, safety_stock)
         creates: list[tuple[int, int, int]] = []  # (item id, on_hand, safety_stock)
@@ -616,12 +587,7 @@ def supply_upsert(*, lines: Sequence[SupplyLine]) -> list[IncomingSupply]:
 @transaction.atomic
 def supply_receive(*, supply_id: int, quantity: int, actor: Actor) -> IncomingSupply:
     """Receive expected supply into on hand at its location."""
-    supply = (
-        IncomingSupply.objects.select_for_update()
-        .select_related("item", "location")
-        .filter(pk=supply_id)
-        .first()
-    )
+    supply = IncomingSupply.objects.select_for_update().select_related("item", "location").filter(pk=supply_id).first()
     if supply is None:
         raise NotFound("No such incoming supply.")
     if supply.status != IncomingSupply.Status.OPEN:
@@ -718,14 +684,10 @@ def stock_reserve_in_channel(
     it plans again."""
     release_expired_reservations(item_ids=set(wanted))
     for attempt in range(MAX_PLAN_ATTEMPTS):
-        plan, short = _plan_in_channel(
-            channel, wanted, location_ids=location_ids, capability=capability
-        )
+        plan, short = _plan_in_channel(channel, wanted, location_ids=location_ids, capability=capability)
         if short and not allow_partial:
             skus = _sku_names(short)
-            raise InsufficientStock(
-                f"Not enough available in channel {channel.code} for {', '.join(skus)}.", skus=skus
-            )
+            raise InsufficientStock(f"Not enough available in channel {channel.code} for {', '.join(skus)}.", skus=skus)
         if not plan:
             return [], short
         try:
@@ -755,17 +717,11 @@ def cart_reservation_put(
     if reservation is None:
         try:
             with transaction.atomic():
-                reservation = Reservation.objects.create(
-                    channel=channel, key=key, expires_at=expires_at
-                )
+                reservation = Reservation.objects.create(channel=channel, key=key, expires_at=expires_at)
         except IntegrityError:
-            raise Conflict(
-                f"Reservation '{key}' is being created by a concurrent request."
-            ) from None
+            raise Conflict(f"Reservation '{key}' is being created by a concurrent request.") from None
     elif reservation.status != Reservation.Status.ACTIVE:
-        raise Conflict(
-            f"Reservation '{key}' is already {reservation.status}.", fields={"key": "Not active."}
-        )
+        raise Conflict(f"Reservation '{key}' is already {reservation.status}.", fields={"key": "Not active."})
     else:
         held: dict[int, int] = defaultdict(int)
         for item_id, quantity in reservation.lines.values_list("item_id", "quantity"):
@@ -835,9 +791,7 @@ def cart_reservation_convert(*, channel: Channel, key: str) -> list[ReservationL
     return list(reservation.lines.select_related("item", "location"))
 
 
-def release_expired_reservations(
-    *, item_ids: set[int] | None = None, actor: Actor | None = None
-) -> int:
+def release_expired_reservations(*, item_ids: set[int] | None = None, actor: Actor | None = None) -> int:
     """Release cart reservations past their expiry. Run by beat, and before reserving so an
     expired cart never blocks a sale."""
     now = timezone.now()
@@ -850,9 +804,7 @@ def release_expired_reservations(
     for reservation_id in ids:
         with transaction.atomic():
             reservation = (
-                reservation_for_update(
-                    pk=reservation_id, status=Reservation.Status.ACTIVE, expires_at__lte=now
-                )
+                reservation_for_update(pk=reservation_id, status=Reservation.Status.ACTIVE, expires_at__lte=now)
                 .select_related("channel")
                 .first()
             )

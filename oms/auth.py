@@ -74,9 +74,7 @@ class HasScope(permissions.BasePermission):
         scope = required_scope(view, request.method)
         if scope is None:
             # An unsupported method falls through to DRF's 405; a handled one without a scope is closed.
-            return request.method.lower() not in view.http_method_names or not hasattr(
-                view, request.method.lower()
-            )
+            return request.method.lower() not in view.http_method_names or not hasattr(view, request.method.lower())
         if not key.has_scope(scope):
             self.message = f"This API key lacks the scope '{scope}'."
             return False

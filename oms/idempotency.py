@@ -62,9 +62,7 @@ def idempotent(handler):
         if not key:
             return handler(view, request, *args, **kwargs)
         if len(key) > 255:
-            return _error(
-                400, "validation_error", "Idempotency-Key must be at most 255 characters."
-            )
+            return _error(400, "validation_error", "Idempotency-Key must be at most 255 characters.")
         principal, fingerprint = _principal(request), _fingerprint(request)
         try:
             with transaction.atomic():
@@ -93,9 +91,7 @@ def idempotent(handler):
         record.response_status = response.status_code
         record.response_body = bytes(response.content)
         record.response_content_type = response.get("Content-Type", "application/json")
-        record.save(
-            update_fields=["state", "response_status", "response_body", "response_content_type"]
-        )
+        record.save(update_fields=["state", "response_status", "response_body", "response_content_type"])
         return response
 
     return wrapper
@@ -117,18 +113,14 @@ def _existing(principal: str, key: str, fingerprint: str):
             return _replay(record)
         if record.created_at < timezone.now() - ABANDONED_AFTER:
             # Its process died mid-request; free the key so the next retry runs afresh.
-            IdempotencyRecord.objects.filter(
-                pk=record.pk, state=IdempotencyRecord.State.IN_FLIGHT
-            ).delete()
+            IdempotencyRecord.objects.filter(pk=record.pk, state=IdempotencyRecord.State.IN_FLIGHT).delete()
             return _error(
                 409,
                 "conflict",
                 "An earlier request with this Idempotency-Key was interrupted; retry it.",
             )
         if time.monotonic() > deadline:
-            return _error(
-                409, "conflict", "A request with this Idempotency-Key is still in flight."
-            )
+            return _error(409, "conflict", "A request with this Idempotency-Key is still in flight.")
         time.sleep(POLL_SECONDS)
 
 

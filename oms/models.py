@@ -110,9 +110,7 @@ class OutboxMessage(models.Model):
     # Events with the same key (e.g. "order:WE-7K3QXR2") reach each subscriber in order.
     ordering_key = models.CharField(max_length=100, blank=True)
     payload = models.JSONField(default=dict)
-    status = models.CharField(
-        max_length=8, choices=OutboxStatus.choices, default=OutboxStatus.PENDING
-    )
+    status = models.CharField(max_length=8, choices=OutboxStatus.choices, default=OutboxStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     last_error = models.TextField(blank=True)
@@ -145,11 +143,7 @@ class IdempotencyRecord(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["principal", "key"], name="idempotency_principal_key_uniq"
-            )
-        ]
+        constraints = [models.UniqueConstraint(fields=["principal", "key"], name="idempotency_principal_key_uniq")]
 
 
 class WebhookSubscription(models.Model):
@@ -180,9 +174,7 @@ class WebhookSubscription(models.Model):
         related_name="+",
         help_text="Only this channel's events (set from a channel-bound key).",
     )
-    api_key = models.ForeignKey(
-        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -196,16 +188,12 @@ class WebhookSubscription(models.Model):
 class WebhookDelivery(models.Model):
     """One event for one subscriber; retried with backoff and jitter, then dead-lettered."""
 
-    subscription = models.ForeignKey(
-        WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries"
-    )
+    subscription = models.ForeignKey(WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries")
     event_id = models.UUIDField()
     event_type = models.CharField(max_length=100)
     ordering_key = models.CharField(max_length=100, blank=True)
     payload = models.JSONField()
-    status = models.CharField(
-        max_length=8, choices=OutboxStatus.choices, default=OutboxStatus.PENDING
-    )
+    status = models.CharField(max_length=8, choices=OutboxStatus.choices, default=OutboxStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -216,9 +204,7 @@ class WebhookDelivery(models.Model):
     class Meta:
         verbose_name_plural = "webhook deliveries"
         constraints = [
-            models.UniqueConstraint(
-                fields=["subscription", "event_id"], name="delivery_subscription_event_uniq"
-            )
+            models.UniqueConstraint(fields=["subscription", "event_id"], name="delivery_subscription_event_uniq")
         ]
         indexes = [models.Index(fields=["status", "next_attempt_at"])]
 
@@ -226,9 +212,7 @@ class WebhookDelivery(models.Model):
 class WebhookAttempt(models.Model):
     """The delivery log: one row per HTTP attempt."""
 
-    delivery = models.ForeignKey(
-        WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log"
-    )
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
     attempted_at = models.DateTimeField(auto_now_add=True)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     error = models.CharField(max_length=500, blank=True)

@@ -33,9 +33,7 @@ def outbox_enqueue_task(name: str, **kwargs: Any) -> OutboxMessage:
     return msg
 
 
-def outbox_publish_event(
-    event_type: str, data: dict[str, Any], *, ordering_key: str = ""
-) -> OutboxMessage:
+def outbox_publish_event(event_type: str, data: dict[str, Any], *, ordering_key: str = "") -> OutboxMessage:
     """Record a domain event (webhooks, channel feeds) in the current transaction.
 
     Events sharing an `ordering_key` reach each subscriber in the order they were written."""

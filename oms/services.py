@@ -34,8 +34,12 @@ def api_key_create(*, name: str, scopes: Iterable[str] | str, channel=None, loca
         raise ValidationFailed("A name is required.", fields={"name": "Required."})
     prefix, raw = ApiKey.generate()
     key = ApiKey.objects.create(
-        name=name.strip(), prefix=prefix, hashed_key=hash_key(raw), scopes=parse_scopes(scopes),
-        channel=channel, location=location,
+        name=name.strip(),
+        prefix=prefix,
+        hashed_key=hash_key(raw),
+        scopes=parse_scopes(scopes),
+        channel=channel,
+        location=location,
     )
     return key, raw
 

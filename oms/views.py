@@ -21,9 +21,7 @@ def _check_broker() -> dict:
     import redis
 
     try:
-        client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1
-        )
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
         client.ping()
         return {"ok": True, "mode": "redis"}
     except Exception as exc:
@@ -33,5 +31,4 @@ def _check_broker() -> dict:
 def healthz(request):
     checks = {"database": _check_database(), "broker": _check_broker()}
     healthy = all(c["ok"] for c in checks.values())
-    return JsonResponse({"status": "ok" if healthy else "unavailable", **checks},
-                        status=200 if healthy else 503)
+    return JsonResponse({"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503)

@@ -66,9 +66,7 @@ def fan_out(message: OutboxMessage) -> None:
     ]
     if not subscriptions:
         return
-    body = event_body(
-        message.event_id, message.topic, message.created_at.isoformat(), message.payload
-    )
+    body = event_body(message.event_id, message.topic, message.created_at.isoformat(), message.payload)
     WebhookDelivery.objects.bulk_create(
         [
             WebhookDelivery(
@@ -122,14 +120,8 @@ def _claim(batch: int) -> list[WebhookDelivery]:
                 .annotate(first=Min("id"))
             )
             first = {(sub, key): pk for sub, key, pk in rows}
-        ready = [
-            d
-            for d in due
-            if not d.ordering_key or first.get((d.subscription_id, d.ordering_key)) == d.id
-        ]
-        WebhookDelivery.objects.filter(id__in=[d.id for d in ready]).update(
-            next_attempt_at=now + LEASE
-        )
+        ready = [d for d in due if not d.ordering_key or first.get((d.subscription_id, d.ordering_key)) == d.id]
+        WebhookDelivery.objects.filter(id__in=[d.id for d in ready]).update(next_attempt_at=now + LEASE)
         return ready
 
 

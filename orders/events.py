@@ -34,9 +34,7 @@ def _record(
         order=order, type=type, message=message[:500], data=data or {}, **actor.as_fields()
     )
     if webhook:
-        outbox_publish_event(
-            webhook, {**order_summary(order), **(data or {})}, ordering_key=f"order:{order.number}"
-        )
+        outbox_publish_event(webhook, {**order_summary(order), **(data or {})}, ordering_key=f"order:{order.number}")
     return event
 
 
@@ -44,9 +42,7 @@ def order_created(order: Order, actor: Actor, *, backordered: dict[str, int]) ->
     lines = sum(1 for _ in order.lines.all())
     message = f"Order captured from {order.channel.code} ({lines} line(s), {order.grand_total} {order.currency})"
     if backordered:
-        message += "; backordered: " + ", ".join(
-            f"{sku} × {q}" for sku, q in sorted(backordered.items())
-        )
+        message += "; backordered: " + ", ".join(f"{sku} × {q}" for sku, q in sorted(backordered.items()))
     return _record(
         order,
         "order.created",
@@ -59,14 +55,10 @@ def order_created(order: Order, actor: Actor, *, backordered: dict[str, int]) ->
 
 def stock_reserved(order: Order, actor: Actor, *, allocations: list[dict]) -> OrderEvent:
     where = ", ".join(f"{a['sku']} × {a['quantity']} @ {a['location']}" for a in allocations)
-    return _record(
-        order, "stock.reserved", f"Stock held: {where}", actor, {"allocations": allocations}
-    )
+    return _record(order, "stock.reserved", f"Stock held: {where}", actor, {"allocations": allocations})
 
 
-def order_held(
-    order: Order, actor: Actor, *, hold_type: str, reason: str, rule: str | None = None
-) -> OrderEvent:
+def order_held(order: Order, actor: Actor, *, hold_type: str, reason: str, rule: str | None = None) -> OrderEvent:
     data = {"hold_type": hold_type, "reason": reason, "rule": rule}
     by = f" by rule '{rule}'" if rule else ""
     return _record(
@@ -95,14 +87,10 @@ def order_cancelled(
     order: Order, actor: Actor, *, reason: str, lines: list[dict], full: bool, refund: dict
 ) -> OrderEvent:
     what = (
-        "Order cancelled"
-        if full
-        else "Cancelled " + ", ".join(f"{line['sku']} × {line['quantity']}" for line in lines)
+        "Order cancelled" if full else "Cancelled " + ", ".join(f"{line['sku']} × {line['quantity']}" for line in lines)
     )
     data = {"reason": reason, "lines": lines, "partial": not full, **refund}
-    return _record(
-        order, "order.cancelled", f"{what}: {reason}", actor, data, webhook="order.cancelled"
-    )
+    return _record(order, "order.cancelled", f"{what}: {reason}", actor, data, webhook="order.cancelled")
 
 
 def address_changed(order: Order, actor: Actor, *, before: dict, after: dict) -> OrderEvent:

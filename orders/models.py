@@ -67,9 +67,7 @@ NUMBER_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: read out ov
 
 
 def new_order_number(channel_code: str) -> str:
-    return f"{channel_code[:2].upper()}-" + "".join(
-        secrets.choice(NUMBER_ALPHABET) for _ in range(7)
-    )
+    return f"{channel_code[:2].upper()}-" + "".join(secrets.choice(NUMBER_ALPHABET) for _ in range(7))
 
 
 class Order(FSMModelMixin, models.Model):
@@ -78,9 +76,7 @@ class Order(FSMModelMixin, models.Model):
         PICKUP = "pickup", "Pickup"
 
     number = models.CharField(max_length=20, unique=True, editable=False)
-    channel = models.ForeignKey(
-        "inventory.Channel", on_delete=models.PROTECT, related_name="orders"
-    )
+    channel = models.ForeignKey("inventory.Channel", on_delete=models.PROTECT, related_name="orders")
     external_id = models.CharField(max_length=100)
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="orders")
     currency = models.CharField(max_length=3)
@@ -113,9 +109,7 @@ class Order(FSMModelMixin, models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["channel", "external_id"], name="order_channel_external_id_uniq"
-            )
+            models.UniqueConstraint(fields=["channel", "external_id"], name="order_channel_external_id_uniq")
         ]
         indexes = [
             models.Index(fields=["status", "created_at"]),
@@ -173,11 +167,7 @@ class OrderLine(models.Model):
         constraints = [
             # ordered = open + cancelled + shipped, and only open units can be allocated
             models.CheckConstraint(
-                condition=Q(
-                    quantity__gte=F("quantity_cancelled")
-                    + F("quantity_shipped")
-                    + F("quantity_allocated")
-                ),
+                condition=Q(quantity__gte=F("quantity_cancelled") + F("quantity_shipped") + F("quantity_allocated")),
                 name="line_quantities_reconcile",
             ),
             models.CheckConstraint(condition=Q(quantity__gte=1), name="line_quantity_gte_1"),
@@ -224,9 +214,7 @@ class Allocation(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["line", "location"], name="allocation_line_location_uniq"
-            ),
+            models.UniqueConstraint(fields=["line", "location"], name="allocation_line_location_uniq"),
             models.CheckConstraint(condition=Q(quantity__gte=1), name="allocation_quantity_gte_1"),
         ]
 
@@ -240,16 +228,10 @@ class PaymentStatus(models.TextChoices):
     VOIDED = "voided", "Voided"
 
 
-def payment_status(
-    *, authorized: Decimal, voided: Decimal, captured: Decimal, refunded: Decimal
-) -> str:
+def payment_status(*, authorized: Decimal, voided: Decimal, captured: Decimal, refunded: Decimal) -> str:
     open_amount = authorized - voided - captured
     if refunded > 0:
-        return (
-            PaymentStatus.REFUNDED
-            if refunded >= captured and open_amount == 0
-            else PaymentStatus.PARTIALLY_REFUNDED
-        )
+        return PaymentStatus.REFUNDED if refunded >= captured and open_amount == 0 else PaymentStatus.PARTIALLY_REFUNDED
     if captured > 0:
         return PaymentStatus.CAPTURED if open_amount == 0 else PaymentStatus.PARTIALLY_CAPTURED
     return PaymentStatus.VOIDED if open_amount == 0 else PaymentStatus.AUTHORIZED
@@ -265,9 +247,7 @@ class Payment(FSMModelMixin, models.Model):
     amount_captured = models.DecimalField(max_digits=12, decimal_places=2, default=0)
     amount_refunded = models.DecimalField(max_digits=12, decimal_places=2, default=0)
     amount_voided = models.DecimalField(max_digits=12, decimal_places=2, default=0)
-    status = FSMField(
-        default=PaymentStatus.AUTHORIZED, choices=PaymentStatus.choices, protected=True
-    )
+    status = FSMField(default=PaymentStatus.AUTHORIZED, choices=PaymentStatus.choices, protected=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -322,9 +302,7 @@ class OrderHold(ActorFields):
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="holds")
     type = models.CharField(max_length=20, choices=HoldType.choices)
     reason = models.CharField(max_length=300)
-    rule = models.ForeignKey(
-        "HoldRule", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    rule = models.ForeignKey("HoldRule", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     released_at = models.DateTimeField(null=True, blank=True)
     released_by = models.CharField(max_length=200, blank=True)
@@ -354,9 +332,7 @@ class HoldRule(models.Model):
     name = models.CharField(max_length=100)
     condition = models.CharField(max_length=24, choices=Condition.choices)
     amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
-    countries = models.CharField(
-        max_length=300, blank=True, help_text="Comma-separated ISO codes served."
-    )
+    countries = models.CharField(max_length=300, blank=True, help_text="Comma-separated ISO codes served.")
     hold_type = models.CharField(max_length=20, choices=HoldType.choices)
     active = models.BooleanField(default=True)
 

@@ -156,9 +156,7 @@ def _validate_and_price(data: CaptureInput) -> tuple[list[_Priced], dict, Locati
             elif not pickup.active or not pickup.can(Capability.PICKUP):
                 errors["pickup_location"] = f"{pickup.code} does not offer pickup."
             elif not data.channel.locations.filter(pk=pickup.pk).exists():
-                errors["pickup_location"] = (
-                    f"{pickup.code} does not serve channel {data.channel.code}."
-                )
+                errors["pickup_location"] = f"{pickup.code} does not serve channel {data.channel.code}."
     elif data.shipping_address is None:
         errors["shipping_address"] = "Required for orders that ship."
     if data.shipping_address is not None:
@@ -170,9 +168,7 @@ def _validate_and_price(data: CaptureInput) -> tuple[list[_Priced], dict, Locati
     if all(t is not None for t in given):
         taxes = list(given)
         if sum(taxes, Decimal(0)) != data.tax_total:
-            errors["tax_total"] = (
-                f"Line taxes add up to {sum(taxes, Decimal(0))}, not {data.tax_total}."
-            )
+            errors["tax_total"] = f"Line taxes add up to {sum(taxes, Decimal(0))}, not {data.tax_total}."
     elif any(t is not None for t in given):
         errors["lines"] = "Give tax_amount on every line or on none."
         taxes = [Decimal(0)] * len(nets)
@@ -182,9 +178,7 @@ def _validate_and_price(data: CaptureInput) -> tuple[list[_Priced], dict, Locati
     discount = sum((line.discount_amount for line in data.lines), Decimal(0))
     grand = subtotal - discount + data.shipping_total + data.tax_total
     if data.grand_total is not None and data.grand_total != grand:
-        errors["grand_total"] = (
-            f"Lines, shipping and tax add up to {grand}, not {data.grand_total}."
-        )
+        errors["grand_total"] = f"Lines, shipping and tax add up to {grand}, not {data.grand_total}."
     if data.payment is not None:
         if data.payment.amount_authorized != grand:
             errors["payment.amount_authorized"] = f"Must equal the order total {grand}."
@@ -194,9 +188,7 @@ def _validate_and_price(data: CaptureInput) -> tuple[list[_Priced], dict, Locati
         first = next(iter(errors.items()))
         raise ValidationFailed(f"{first[0]}: {first[1]}", fields=errors)
     totals = {"subtotal": subtotal, "discount_total": discount, "grand_total": grand}
-    priced = [
-        _Priced(items[line.sku], line, tax) for line, tax in zip(data.lines, taxes, strict=True)
-    ]
+    priced = [_Priced(items[line.sku], line, tax) for line, tax in zip(data.lines, taxes, strict=True)]
     return priced, totals, pickup
 
 
@@ -247,19 +239,16 @@ def _customer(data: CaptureInput) -> tuple[Customer, bool]:
 
 
 def _matching_rules(order: Order, new_customer: bool) -> list[HoldRule]:
-    rules = HoldRule.objects.filter(active=True).filter(
-        channel__isnull=True
-    ) | HoldRule.objects.filter(active=True, channel=order.channel)
+    rules = HoldRule.objects.filter(active=True).filter(channel__isnull=True) | HoldRule.objects.filter(
+        active=True, channel=order.channel
+    )
     hits = []
     for rule in rules.order_by("id"):
         if rule.condition == HoldRule.Condition.ORDER_TOTAL_ABOVE and rule.amount is not None:
             if order.grand_total > rule.amount:
                 hits.append(rule)
         elif rule.condition == HoldRule.Condition.COUNTRY_NOT_SERVED:
-            if (
-                order.fulfillment_method == Order.Method.SHIP
-                and order.ship_country not in rule.country_list()
-            ):
+            if order.fulfillment_method == Order.Method.SHIP and order.ship_country not in rule.country_list():
                 hits.append(rule)
         elif rule.condition == HoldRule.Condition.NEW_CUSTOMER_ABOVE and rule.amount is not None:
             if new_customer and order.grand_total > rule.amount:
@@ -275,9 +264,7 @@ def _rule_reason(rule: HoldRule, order: Order) -> str:
     return f"order total {order.grand_total} above {rule.amount}"
 
 
-def _create_order(
-    data: CaptureInput, customer: Customer, totals: dict, pickup: Location | None
-) -> Order:
+def _create_order(data: CaptureInput, customer: Customer, totals: dict, pickup: Location | None) -> Order:
     fields = dict(
         channel=data.channel,
         external_id=data.external_id,
@@ -329,11 +316,7 @@ def _allocate(
                 wanted[cart_line.item_id] -= take
             if cart_line.quantity > take:  # the cart held more than the order needs
                 stock_release(
-                    lines=[
-                        StockLine(
-                            cart_line.location_id, cart_line.item_id, cart_line.quantity - take
-                        )
-                    ],
+                    lines=[StockLine(cart_line.location_id, cart_line.item_id, cart_line.quantity - take)],
                     actor=actor,
                     reference=f"order:{order.number}",
                 )
@@ -370,18 +353,13 @@ def _allocate(
                 pool.pop(0)
     Allocation.objects.bulk_create(allocations)
     OrderLine.objects.bulk_update(lines, ["quantity_allocated"])
-    codes = dict(
-        Location.objects.filter(pk__in={a.location_id for a in allocations}).values_list(
-            "pk", "code"
-        )
-    )
+    codes = dict(Location.objects.filter(pk__in={a.location_id for a in allocations}).values_list("pk", "code"))
     if allocations:
         events.stock_reserved(
             order,
             actor,
             allocations=[
-                {"sku": a.line.sku, "location": codes[a.location_id], "quantity": a.quantity}
-                for a in allocations
+                {"sku": a.line.sku, "location": codes[a.location_id], "quantity": a.quantity} for a in allocations
             ],
         )
     backordered: dict[str, int] = {}
@@ -446,9 +424,7 @@ def order_capture(*, data: CaptureInput, actor: Actor) -> Order:
 # --- Status ----------------------------------------------------------------------------------
 
 
-def derive_status(
-    lines: Sequence[OrderLine], *, has_provisional: bool = False, has_fulfillments: bool = False
-) -> str:
+def derive_status(lines: Sequence[OrderLine], *, has_provisional: bool = False, has_fulfillments: bool = False) -> str:
     """The order's status as its lines tell it (holds are layered on top by the services)."""
     ordered = sum(line.quantity for line in lines)
     cancelled = sum(line.quantity_cancelled for line in lines)
@@ -472,12 +448,7 @@ def derive_status(
 
 
 def _lock(order_number: str) -> Order:
-    order = (
-        Order.objects.select_for_update()
-        .select_related("channel")
-        .filter(number=order_number)
-        .first()
-    )
+    order = Order.objects.select_for_update().select_related("channel").filter(number=order_number).first()
     if order is None:
         raise NotFound(f"No order {order_number}.")
     return order
@@ -560,18 +531,14 @@ def _release_units(line: OrderLine, units: int, actor: Actor, reference: str) ->
 
 
 @transaction.atomic
-def order_cancel(
-    *, order_number: str, reason: str, actor: Actor, lines: Sequence[CancelLine] | None = None
-) -> Order:
+def order_cancel(*, order_number: str, reason: str, actor: Actor, lines: Sequence[CancelLine] | None = None) -> Order:
     """Cancel the whole order or some quantities of some lines; only what has not shipped.
 
     Backordered units go first (no stock to give back), then held units, whose stock is
     released. The money for the cancelled units is voided or refunded."""
     order = _lock(order_number)
     if order.status in (OrderStatus.SHIPPED, OrderStatus.COMPLETED, OrderStatus.CANCELLED):
-        raise InvalidTransition(
-            f"Order {order.number} is {order.status}; nothing is left to cancel."
-        )
+        raise InvalidTransition(f"Order {order.number} is {order.status}; nothing is left to cancel.")
     all_lines = _locked_lines(order)
     by_id = {line.pk: line for line in all_lines}
     if lines is None:
@@ -603,12 +570,8 @@ def order_cancel(
         released = _release_units(line, units - from_backorder, actor, reference)
         line.quantity_cancelled += units
         value += line.value_of(units)
-        cancelled.append(
-            {"line_id": line.pk, "sku": line.sku, "quantity": units, "released": released}
-        )
-    OrderLine.objects.bulk_update(
-        list(by_id.values()), ["quantity_cancelled", "quantity_allocated"]
-    )
+        cancelled.append({"line_id": line.pk, "sku": line.sku, "quantity": units, "released": released})
+    OrderLine.objects.bulk_update(list(by_id.values()), ["quantity_cancelled", "quantity_allocated"])
     derived = _status_after_change(order, all_lines)
     full = derived == OrderStatus.CANCELLED
     if full or derived == OrderStatus.SHIPPED:
@@ -644,14 +607,10 @@ def order_cancel(
 def order_change_address(*, order_number: str, address: AddressInput, actor: Actor) -> Order:
     order = _lock(order_number)
     if order.is_pickup:
-        raise InvalidTransition(
-            f"Order {order.number} is a pickup order; it has no shipping address."
-        )
+        raise InvalidTransition(f"Order {order.number} is a pickup order; it has no shipping address.")
     shipped = OrderLine.objects.filter(order=order).aggregate(s=Sum("quantity_shipped"))["s"] or 0
     if order.status not in (*PRE_SHIPMENT_STATES, OrderStatus.ON_HOLD) or shipped:
-        raise InvalidTransition(
-            f"Order {order.number} is {order.status}; its address can no longer change."
-        )
+        raise InvalidTransition(f"Order {order.number} is {order.status}; its address can no longer change.")
     errors = _address_errors(address, "shipping_address")
     if errors:
         raise ValidationFailed(next(iter(errors.values())), fields=errors)
@@ -676,18 +635,12 @@ def _plain(value):
 # --- Holds and notes -------------------------------------------------------------------------
 
 
-def _place_hold(
-    order: Order, *, hold_type: str, reason: str, actor: Actor, rule: HoldRule | None = None
-) -> OrderHold:
+def _place_hold(order: Order, *, hold_type: str, reason: str, actor: Actor, rule: HoldRule | None = None) -> OrderHold:
     if order.status != OrderStatus.ON_HOLD:
         order.hold()
         order.save(update_fields=["status", "updated_at"])
-    hold = OrderHold.objects.create(
-        order=order, type=hold_type, reason=reason, rule=rule, **actor.as_fields()
-    )
-    events.order_held(
-        order, actor, hold_type=hold_type, reason=reason, rule=rule.name if rule else None
-    )
+    hold = OrderHold.objects.create(order=order, type=hold_type, reason=reason, rule=rule, **actor.as_fields())
+    events.order_held(order, actor, hold_type=hold_type, reason=reason, rule=rule.name if rule else None)
     return hold
 
 
@@ -699,9 +652,7 @@ def order_hold(*, order_number: str, hold_type: str, reason: str, actor: Actor) 
             fields={"type": f"One of {', '.join(HoldType.values)}."},
         )
     if not reason.strip():
-        raise ValidationFailed(
-            "A reason is required.", fields={"reason": "This field is required."}
-        )
+        raise ValidationFailed("A reason is required.", fields={"reason": "This field is required."})
     order = _lock(order_number)
     if order.status not in (*PRE_SHIPMENT_STATES, OrderStatus.ON_HOLD):
         raise InvalidTransition(f"Order {order.number} is {order.status} and cannot be held.")
@@ -710,9 +661,7 @@ def order_hold(*, order_number: str, hold_type: str, reason: str, actor: Actor) 
 
 
 @transaction.atomic
-def order_release(
-    *, order_number: str, actor: Actor, note: str = "", hold_types: Sequence[str] | None = None
-) -> Order:
+def order_release(*, order_number: str, actor: Actor, note: str = "", hold_types: Sequence[str] | None = None) -> Order:
     """Release active holds (all, or those of the given types); the last one out resumes the order."""
     order = _lock(order_number)
     if order.status != OrderStatus.ON_HOLD:
@@ -722,9 +671,7 @@ def order_release(
         holds = holds.filter(type__in=hold_types)
     holds = list(holds)
     if not holds:
-        raise InvalidTransition(
-            f"Order {order.number} has no active hold of type {', '.join(hold_types or [])}."
-        )
+        raise InvalidTransition(f"Order {order.number} has no active hold of type {', '.join(hold_types or [])}.")
     now = timezone.now()
     for hold in holds:
         hold.released_at, hold.released_by, hold.release_note = now, actor.label, note[:300]

@@ -65,13 +65,24 @@ def network(db):
     """A small network: two warehouses and a store in channel web, a store outside it."""
     dc1 = LocationFactory(code="DC1", priority=10)
     dc2 = LocationFactory(code="DC2", priority=20, latitude=34.05, longitude=-118.24)
-    store = LocationFactory(code="STORE1", type="store", capabilities=["ship", "pickup"], latitude=40.73, longitude=-73.99)
+    store = LocationFactory(
+        code="STORE1", type="store", capabilities=["ship", "pickup"], latitude=40.73, longitude=-73.99
+    )
     outside = LocationFactory(code="OUT1")
     web = ChannelFactory(code="web", locations=[dc1, dc2, store])
     market = ChannelFactory(code="market", locations=[dc1])
     item = ItemFactory(sku="A")
     other = ItemFactory(sku="B")
-    return {"dc1": dc1, "dc2": dc2, "store": store, "outside": outside, "web": web, "market": market, "item": item, "other": other}
+    return {
+        "dc1": dc1,
+        "dc2": dc2,
+        "store": store,
+        "outside": outside,
+        "web": web,
+        "market": market,
+        "item": item,
+        "other": other,
+    }
 
 
 def snapshot_state():

@@ -8,18 +8,35 @@ MAX_QUANTITY = 10_000_000
 
 
 class LocationSerializer(serializers.ModelSerializer):
-    capabilities = serializers.ListField(
-        child=serializers.ChoiceField(choices=Capability.choices), required=False
+    capabilities = serializers.ListField(child=serializers.ChoiceField(choices=Capability.choices), required=False)
+    latitude = serializers.DecimalField(
+        max_digits=9, decimal_places=6, min_value=-90, max_value=90, required=False, allow_null=True
     )
-    latitude = serializers.DecimalField(max_digits=9, decimal_places=6, min_value=-90, max_value=90, required=False, allow_null=True)
-    longitude = serializers.DecimalField(max_digits=9, decimal_places=6, min_value=-180, max_value=180, required=False, allow_null=True)
+    longitude = serializers.DecimalField(
+        max_digits=9, decimal_places=6, min_value=-180, max_value=180, required=False, allow_null=True
+    )
 
     class Meta:
         model = Location
         fields = [
-            "code", "name", "type", "address_line1", "city", "region", "postal_code", "country",
-            "latitude", "longitude", "capabilities", "active", "priority", "daily_capacity",
-            "fulfillment_cost", "timezone", "cutoff_time", "accepts_returns",
+            "code",
+            "name",
+            "type",
+            "address_line1",
+            "city",
+            "region",
+            "postal_code",
+            "country",
+            "latitude",
+            "longitude",
+            "capabilities",
+            "active",
+            "priority",
+            "daily_capacity",
+            "fulfillment_cost",
+            "timezone",
+            "cutoff_time",
+            "accepts_returns",
         ]
 
     def validate_country(self, value: str) -> str:
@@ -69,8 +86,17 @@ class MovementSerializer(serializers.ModelSerializer):
     class Meta:
         model = StockMovement
         fields = [
-            "id", "location", "sku", "delta_on_hand", "delta_reserved", "on_hand_after",
-            "reserved_after", "reason", "reference", "actor", "created_at",
+            "id",
+            "location",
+            "sku",
+            "delta_on_hand",
+            "delta_reserved",
+            "on_hand_after",
+            "reserved_after",
+            "reason",
+            "reference",
+            "actor",
+            "created_at",
         ]
 
 
@@ -79,7 +105,9 @@ class AdjustmentInSerializer(serializers.Serializer):
     sku = serializers.CharField(max_length=64)
     delta = serializers.IntegerField(required=False, min_value=-MAX_QUANTITY, max_value=MAX_QUANTITY)
     on_hand = serializers.IntegerField(required=False, min_value=0, max_value=MAX_QUANTITY)
-    reason = serializers.ChoiceField(choices=["adjustment", "count", "receipt", "return", "damage", "shrink"], default="adjustment")
+    reason = serializers.ChoiceField(
+        choices=["adjustment", "count", "receipt", "return", "damage", "shrink"], default="adjustment"
+    )
     reference = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
 
     def validate(self, attrs):

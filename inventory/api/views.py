@@ -160,7 +160,8 @@ class AvailabilityView(APIView):
         near = None
         if (lat is None) != (lng is None):
             raise ValidationFailed(
-                "Give both latitude and longitude.", fields={"latitude" if lat is None else "longitude": "Required with the other."}
+                "Give both latitude and longitude.",
+                fields={"latitude" if lat is None else "longitude": "Required with the other."},
             )
         if lat is not None:
             near = selectors.Near(lat, lng, radius if radius is not None else 50.0)
@@ -221,7 +222,9 @@ class AdjustmentsView(APIView):
             )
             for r in rows
         ]
-        result = services.stock_adjust(adjustments=adjustments, actor=Actor.from_request(request), source=_source(request))
+        result = services.stock_adjust(
+            adjustments=adjustments, actor=Actor.from_request(request), source=_source(request)
+        )
         loc_code = {loc.pk: loc.code for loc in locations.values()}
         sku_of = {item.pk: item.sku for item in items.values()}
         return Response(
@@ -263,7 +266,9 @@ def _parse_snapshot_rows(data) -> tuple[dict[str, tuple[int, int | None]], bool,
         raise ValidationFailed("'full' must be true or false.", fields={"full": "Must be a boolean."})
     reference = data.get("reference", "")
     if not isinstance(reference, str) or len(reference) > 150:
-        raise ValidationFailed("'reference' must be a string of at most 150 characters.", fields={"reference": "Invalid."})
+        raise ValidationFailed(
+            "'reference' must be a string of at most 150 characters.", fields={"reference": "Invalid."}
+        )
     counts: dict[str, tuple[int, int | None]] = {}
     errors: dict[str, str] = {}
 
@@ -300,8 +305,17 @@ class SnapshotView(APIView):
             "application/json": {
                 "type": "object",
                 "properties": {
-                    "rows": {"type": "array", "items": {"type": "object", "properties": {
-                        "sku": {"type": "string"}, "on_hand": {"type": "integer"}, "safety_stock": {"type": "integer"}}}},
+                    "rows": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "sku": {"type": "string"},
+                                "on_hand": {"type": "integer"},
+                                "safety_stock": {"type": "integer"},
+                            },
+                        },
+                    },
                     "full": {"type": "boolean", "description": "SKUs not listed are counted as zero (default true)."},
                     "reference": {"type": "string"},
                 },
@@ -319,8 +333,13 @@ class SnapshotView(APIView):
             location=location, counts=counts, actor=Actor.from_request(request), reference=reference, full=full
         )
         return Response(
-            {"location": location.code, "rows": result.rows, "changed": result.changed,
-             "created": result.created, "zeroed": result.zeroed}
+            {
+                "location": location.code,
+                "rows": result.rows,
+                "changed": result.changed,
+                "created": result.created,
+                "zeroed": result.zeroed,
+            }
         )
 
 
@@ -383,8 +402,11 @@ class SupplyView(generics.ListAPIView):
         supply = services.supply_upsert(
             lines=[
                 services.SupplyLine(
-                    location=locations[r["location"]], item=items[r["sku"]], quantity=r["quantity"],
-                    expected_date=r["expected_date"], reference=r["reference"],
+                    location=locations[r["location"]],
+                    item=items[r["sku"]],
+                    quantity=r["quantity"],
+                    expected_date=r["expected_date"],
+                    reference=r["reference"],
                 )
                 for r in rows
             ]
@@ -429,7 +451,10 @@ class ReservationsView(APIView):
                 raise ValidationFailed(f"SKU {item.sku} is not sold.", fields={"lines.sku": f"{item.sku} is inactive."})
             wanted[item.pk] = wanted.get(item.pk, 0) + line["quantity"]
         reservation, created = services.cart_reservation_put(
-            channel=channel, key=data["key"], lines=wanted, ttl_seconds=data["ttl_seconds"],
+            channel=channel,
+            key=data["key"],
+            lines=wanted,
+            ttl_seconds=data["ttl_seconds"],
             actor=Actor.from_request(request),
         )
         return Response(

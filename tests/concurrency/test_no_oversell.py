@@ -73,7 +73,9 @@ def test_64_buyers_for_the_last_10_units_over_http(http_server):
     def buy(i):
         body = json.dumps({"channel": "web", "key": f"cart-{i}", "lines": [{"sku": "LAST", "quantity": 1}]}).encode()
         req = urllib.request.Request(
-            f"{http_server}/api/v1/reservations/", data=body, method="POST",
+            f"{http_server}/api/v1/reservations/",
+            data=body,
+            method="POST",
             headers={"Authorization": f"Api-Key {raw}", "Content-Type": "application/json"},
         )
         try:

@@ -25,7 +25,6 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
-
 ]
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,12 +41,36 @@ def worker(tmp_path):
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge(TEST_QUEUE)  # nothing stale from an earlier test
     log = tmp_path / "worker.log"
-    env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": settings.REDIS_URL,
-           "CELERY_TASK_DEFAULT_QUEUE": TEST_QUEUE}
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_TASK_DEFAULT_QUEUE": TEST_QUEUE,
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "oms", "worker", "-Q", TEST_QUEUE, "-c", "1", "-P", "solo",
-         "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO"],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "oms",
+            "worker",
+            "-Q",
+            TEST_QUEUE,
+            "-c",
+            "1",
+            "-P",
+            "solo",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "INFO",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )
     ping = app.send_task("inventory.release_expired_reservations")
     try:

@@ -132,8 +132,15 @@ def test_cart_reservation_create_replay_and_delete(api, network):
 def test_network_and_catalogue_create_and_list(api, network):
     r = api.post(
         "/api/v1/locations/",
-        {"code": "STORE9", "name": "Store 9", "type": "store", "country": "us", "capabilities": ["pickup"],
-         "latitude": "41.881832", "longitude": "-87.623177"},
+        {
+            "code": "STORE9",
+            "name": "Store 9",
+            "type": "store",
+            "country": "us",
+            "capabilities": ["pickup"],
+            "latitude": "41.881832",
+            "longitude": "-87.623177",
+        },
         format="json",
     )
     assert r.status_code == 201, r.content

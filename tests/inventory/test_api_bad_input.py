@@ -67,10 +67,28 @@ def everything():
         ({"adjustments": "lots"}, 400, "validation_error", "adjustments"),
         ([1, 2], 400, "validation_error", None),
         # one good row and one bad row: all or nothing
-        ({"adjustments": [{"location": "DC1", "sku": "A", "delta": 5}, {"location": "DC2", "sku": "A", "delta": -4}]},
-         409, "conflict", "adjustments[1].delta"),
-        ({"adjustments": [{"location": "DC1", "sku": "A", "delta": 5}, {"location": "DC1", "sku": "ZZ", "delta": 1}]},
-         400, "validation_error", "sku"),
+        (
+            {
+                "adjustments": [
+                    {"location": "DC1", "sku": "A", "delta": 5},
+                    {"location": "DC2", "sku": "A", "delta": -4},
+                ]
+            },
+            409,
+            "conflict",
+            "adjustments[1].delta",
+        ),
+        (
+            {
+                "adjustments": [
+                    {"location": "DC1", "sku": "A", "delta": 5},
+                    {"location": "DC1", "sku": "ZZ", "delta": 1},
+                ]
+            },
+            400,
+            "validation_error",
+            "sku",
+        ),
     ],
 )
 def test_bad_adjustments(api, stocked, unchanged, body, status, code, field):
@@ -152,16 +170,23 @@ def test_location_bound_key_changes_only_its_location(make_key, stocked, unchang
     before = everything()
     with unchanged():
         assert_error(client.post(ADJ, adj(), format="json"), 403, "permission_denied", "location")
-        batch = {"adjustments": [{"location": "DC2", "sku": "A", "delta": 1}, {"location": "DC1", "sku": "A", "delta": 1}]}
+        batch = {
+            "adjustments": [{"location": "DC2", "sku": "A", "delta": 1}, {"location": "DC1", "sku": "A", "delta": 1}]
+        }
         assert_error(client.post(ADJ, batch, format="json"), 403, "permission_denied", "adjustments[1].location")
         assert_error(client.put(SNAP, {"rows": [{"sku": "A", "on_hand": 1}]}, format="json"), 403, "permission_denied")
         r = client.post(f"/api/v1/inventory/supply/{supply.pk}/receive/", {"quantity": 1}, format="json")
         assert_error(r, 403, "permission_denied")
-        body = {"supply": [{"location": "DC1", "sku": "A", "quantity": 1, "expected_date": "2030-01-01", "reference": "P"}]}
+        body = {
+            "supply": [{"location": "DC1", "sku": "A", "quantity": 1, "expected_date": "2030-01-01", "reference": "P"}]
+        }
         assert_error(client.post(SUPPLY, body, format="json"), 403, "permission_denied")
     assert everything() == before
     assert [row["location"] for row in client.get("/api/v1/inventory/stock/").json()["results"]] == ["DC2"]
-    assert client.post(ADJ, {"adjustments": [{"location": "DC2", "sku": "A", "delta": 1}]}, format="json").status_code == 200
+    assert (
+        client.post(ADJ, {"adjustments": [{"location": "DC2", "sku": "A", "delta": 1}]}, format="json").status_code
+        == 200
+    )
 
 
 @pytest.mark.parametrize(
@@ -193,7 +218,9 @@ def test_snapshot_below_reserved_and_unknown_location(api, stocked, unchanged):
     with unchanged():
         assert_error(api.put(SNAP, {"rows": [{"sku": "A", "on_hand": 3}]}, format="json"), 409, "conflict", "rows")
         assert_error(api.put(SNAP, {"rows": [{"sku": "B", "on_hand": 3}]}, format="json"), 409, "conflict")
-        r = api.put("/api/v1/inventory/locations/NOWHERE/snapshot/", {"rows": [{"sku": "A", "on_hand": 3}]}, format="json")
+        r = api.put(
+            "/api/v1/inventory/locations/NOWHERE/snapshot/", {"rows": [{"sku": "A", "on_hand": 3}]}, format="json"
+        )
         assert_error(r, 404, "not_found")
 
 
@@ -201,17 +228,37 @@ def test_snapshot_below_reserved_and_unknown_location(api, stocked, unchanged):
     "body, status, code, field",
     [
         ({"channel": "web", "key": "k", "lines": [{"sku": "A", "quantity": 14}]}, 409, "insufficient_stock", None),
-        ({"channel": "web", "key": "k", "lines": [{"sku": "A", "quantity": 0}]}, 400, "validation_error", "lines[0].quantity"),
+        (
+            {"channel": "web", "key": "k", "lines": [{"sku": "A", "quantity": 0}]},
+            400,
+            "validation_error",
+            "lines[0].quantity",
+        ),
         ({"channel": "web", "key": "k", "lines": [{"sku": "A", "quantity": -1}]}, 400, "validation_error", "quantity"),
         ({"channel": "web", "key": "k", "lines": [{"sku": "A", "quantity": 1.5}]}, 400, "validation_error", "quantity"),
-        ({"channel": "web", "key": "k", "lines": [{"sku": "A", "quantity": 10**7}]}, 400, "validation_error", "quantity"),
+        (
+            {"channel": "web", "key": "k", "lines": [{"sku": "A", "quantity": 10**7}]},
+            400,
+            "validation_error",
+            "quantity",
+        ),
         ({"channel": "web", "key": "k", "lines": [{"sku": "NOPE", "quantity": 1}]}, 400, "validation_error", "sku"),
         ({"channel": "web", "key": "k", "lines": []}, 400, "validation_error", "lines"),
         ({"channel": "web", "lines": [{"sku": "A", "quantity": 1}]}, 400, "validation_error", "key"),
         ({"key": "k", "lines": [{"sku": "A", "quantity": 1}]}, 400, "validation_error", "channel"),
         ({"channel": "nope", "key": "k", "lines": [{"sku": "A", "quantity": 1}]}, 404, "not_found", "channel"),
-        ({"channel": "web", "key": "k", "lines": [{"sku": "A", "quantity": 1}], "ttl_seconds": 0}, 400, "validation_error", "ttl_seconds"),
-        ({"channel": "web", "key": "k", "lines": [{"sku": "A", "quantity": 1}], "ttl_seconds": 10**8}, 400, "validation_error", "ttl_seconds"),
+        (
+            {"channel": "web", "key": "k", "lines": [{"sku": "A", "quantity": 1}], "ttl_seconds": 0},
+            400,
+            "validation_error",
+            "ttl_seconds",
+        ),
+        (
+            {"channel": "web", "key": "k", "lines": [{"sku": "A", "quantity": 1}], "ttl_seconds": 10**8},
+            400,
+            "validation_error",
+            "ttl_seconds",
+        ),
     ],
 )
 def test_bad_reservations(api, stocked, unchanged, body, status, code, field):
@@ -255,7 +302,9 @@ def test_bad_receive(api, stocked, unchanged):
         assert_error(api.post(url, {"quantity": 6}, format="json"), 400, "validation_error", "quantity")
         assert_error(api.post(url, {"quantity": 0}, format="json"), 400, "validation_error", "quantity")
         assert_error(api.post(url, {}, format="json"), 400, "validation_error", "quantity")
-        assert_error(api.post("/api/v1/inventory/supply/999999/receive/", {"quantity": 1}, format="json"), 404, "not_found")
+        assert_error(
+            api.post("/api/v1/inventory/supply/999999/receive/", {"quantity": 1}, format="json"), 404, "not_found"
+        )
     supply.refresh_from_db()
     assert supply.quantity_received == 0
 
@@ -265,8 +314,16 @@ def test_bad_receive(api, stocked, unchanged):
     [
         ("/api/v1/locations/", {"code": "X", "name": "X", "type": "castle", "country": "US"}, "type"),
         ("/api/v1/locations/", {"code": "X", "name": "X", "type": "store", "country": "USA"}, "country"),
-        ("/api/v1/locations/", {"code": "X", "name": "X", "type": "store", "country": "US", "capabilities": ["fly"]}, "capabilities"),
-        ("/api/v1/locations/", {"code": "X", "name": "X", "type": "store", "country": "US", "latitude": 95}, "latitude"),
+        (
+            "/api/v1/locations/",
+            {"code": "X", "name": "X", "type": "store", "country": "US", "capabilities": ["fly"]},
+            "capabilities",
+        ),
+        (
+            "/api/v1/locations/",
+            {"code": "X", "name": "X", "type": "store", "country": "US", "latitude": 95},
+            "latitude",
+        ),
         ("/api/v1/locations/", {"code": "DC1", "name": "X", "type": "store", "country": "US"}, "code"),
         ("/api/v1/locations/", {"name": "X", "type": "store", "country": "US"}, "code"),
         ("/api/v1/items/", {"sku": "A", "name": "dup"}, "sku"),
@@ -298,7 +355,9 @@ def test_bad_network_writes(api, stocked, url, body, field):
     ],
 )
 def test_bad_availability_queries(api, stocked, query, status, field):
-    assert_error(api.get(f"/api/v1/availability/?{query}"), status, "validation_error" if status == 400 else "not_found", field)
+    assert_error(
+        api.get(f"/api/v1/availability/?{query}"), status, "validation_error" if status == 400 else "not_found", field
+    )
 
 
 def test_unknown_api_path_uses_envelope(api, db):

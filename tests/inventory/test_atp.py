@@ -70,7 +70,12 @@ def test_expired_cart_holds_count_as_available_before_the_sweep(network):
     assert atp(network["web"], "A")["A"]["available"] == 4
     breakdown = availability_breakdown(channel=network["web"], sku="A")
     dc1_row = next(r for r in breakdown["locations"] if r["location"] == "DC1")
-    assert (dc1_row["on_hand"], dc1_row["reserved"], dc1_row["expired_cart_holds"], dc1_row["available"]) == (5, 1, 3, 4)
+    assert (dc1_row["on_hand"], dc1_row["reserved"], dc1_row["expired_cart_holds"], dc1_row["available"]) == (
+        5,
+        1,
+        3,
+        4,
+    )
 
 
 def test_inactive_item_is_not_available(network):
@@ -86,10 +91,14 @@ def test_inactive_item_is_not_available(network):
 def test_incoming_supply_by_date_only_open_quantity_in_channel(network):
     item = network["item"]
     soon, later = date.today() + timedelta(days=3), date.today() + timedelta(days=10)
-    SupplyFactory(location=network["dc2"], item=item, quantity=20, quantity_received=5, expected_date=later, reference="PO-2")
+    SupplyFactory(
+        location=network["dc2"], item=item, quantity=20, quantity_received=5, expected_date=later, reference="PO-2"
+    )
     SupplyFactory(location=network["dc1"], item=item, quantity=8, expected_date=soon, reference="PO-1")
     SupplyFactory(location=network["outside"], item=item, quantity=99, expected_date=soon, reference="PO-3")
-    SupplyFactory(location=network["dc1"], item=item, quantity=7, expected_date=soon, reference="PO-4", status="cancelled")
+    SupplyFactory(
+        location=network["dc1"], item=item, quantity=7, expected_date=soon, reference="PO-4", status="cancelled"
+    )
     assert atp(network["web"], "A")["A"]["incoming"] == [
         {"location": "DC1", "quantity": 8, "expected_date": soon.isoformat()},
         {"location": "DC2", "quantity": 15, "expected_date": later.isoformat()},

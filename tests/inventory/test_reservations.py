@@ -37,9 +37,9 @@ def test_reserve_release_ship_move_counters_and_write_ledger(network):
     stock_commit_shipment(lines=[StockLine(dc1.pk, item.pk, 3)], actor=ACTOR, reference="order:1")
     assert counters(dc1, item) == (7, 0)
     rows = list(
-        StockMovement.objects.filter(reference="order:1").order_by("id").values_list(
-            "reason", "delta_on_hand", "delta_reserved", "on_hand_after", "reserved_after"
-        )
+        StockMovement.objects.filter(reference="order:1")
+        .order_by("id")
+        .values_list("reason", "delta_on_hand", "delta_reserved", "on_hand_after", "reserved_after")
     )
     assert rows == [("reserve", 0, 4, 10, 4), ("release", 0, -1, 10, 3), ("ship", -3, -3, 7, 0)]
     assert ledger_mismatches() == []
@@ -51,9 +51,7 @@ def test_reserve_is_all_or_nothing_and_names_the_short_skus(network):
     stock(dc1, b, 1)
     movements = StockMovement.objects.count()
     with pytest.raises(InsufficientStock) as err:
-        stock_reserve(
-            lines=[StockLine(dc1.pk, a.pk, 2), StockLine(dc1.pk, b.pk, 2)], actor=ACTOR, reference="x"
-        )
+        stock_reserve(lines=[StockLine(dc1.pk, a.pk, 2), StockLine(dc1.pk, b.pk, 2)], actor=ACTOR, reference="x")
     assert err.value.skus == ["B"]
     assert counters(dc1, a) == (5, 0)
     assert counters(dc1, b) == (1, 0)
@@ -71,9 +69,7 @@ def test_reserve_respects_safety_stock(network):
 
 def test_reserve_where_no_stock_row_exists(network):
     with pytest.raises(InsufficientStock) as err:
-        stock_reserve(
-            lines=[StockLine(network["dc2"].pk, network["item"].pk, 1)], actor=ACTOR, reference="x"
-        )
+        stock_reserve(lines=[StockLine(network["dc2"].pk, network["item"].pk, 1)], actor=ACTOR, reference="x")
     assert err.value.skus == ["A"]
 
 
@@ -106,9 +102,7 @@ def test_cart_reservation_replace_moves_stock_and_release_frees_it(network):
     dc1, item = network["dc1"], network["item"]
     stock(dc1, item, 10)
     cart_reservation_put(channel=network["web"], key="c", lines={item.pk: 4}, ttl_seconds=60, actor=ACTOR)
-    _, created = cart_reservation_put(
-        channel=network["web"], key="c", lines={item.pk: 2}, ttl_seconds=60, actor=ACTOR
-    )
+    _, created = cart_reservation_put(channel=network["web"], key="c", lines={item.pk: 2}, ttl_seconds=60, actor=ACTOR)
     assert not created
     assert counters(dc1, item) == (10, 2)
     cart_reservation_release(channel=network["web"], key="c", actor=ACTOR)

@@ -12,7 +12,17 @@ from oms.services import api_key_create, api_key_revoke
 
 def test_command_prints_key_alone_on_last_line_and_stores_only_hash(network):
     out, err = io.StringIO(), io.StringIO()
-    call_command("create_api_key", "--name", "shop", "--scopes", "inventory:read,orders:write", "--channel", "web", stdout=out, stderr=err)
+    call_command(
+        "create_api_key",
+        "--name",
+        "shop",
+        "--scopes",
+        "inventory:read,orders:write",
+        "--channel",
+        "web",
+        stdout=out,
+        stderr=err,
+    )
     raw = out.getvalue().strip().splitlines()[-1]
     key = ApiKey.objects.get(name="shop")
     assert raw.startswith(f"oms_{key.prefix}_")
@@ -24,7 +34,9 @@ def test_command_prints_key_alone_on_last_line_and_stores_only_hash(network):
 
 def test_command_all_scopes_and_location_binding(network):
     out = io.StringIO()
-    call_command("create_api_key", "--name", "dc", "--scopes", "all", "--location", "DC1", stdout=out, stderr=io.StringIO())
+    call_command(
+        "create_api_key", "--name", "dc", "--scopes", "all", "--location", "DC1", stdout=out, stderr=io.StringIO()
+    )
     key = ApiKey.objects.get(name="dc")
     assert key.scopes == list(SCOPES)
     assert key.location.code == "DC1"

@@ -214,9 +214,7 @@ def build_catalogue() -> list[Item]:
                             break
                         variant = "-".join(x for x in (color, size) if x)
                         label = ", ".join(x for x in (COLORS[color], size) if x)
-                        length, width, height = (
-                            round(d * rng.uniform(0.9, 1.1)) for d in ptype.dims
-                        )
+                        length, width, height = (round(d * rng.uniform(0.9, 1.1)) for d in ptype.dims)
                         items.append(
                             Item(
                                 sku=f"{prefix}-{style_no}-{variant}",
@@ -321,9 +319,7 @@ class Command(BaseCommand):
                   accepts_returns=False)
             for row in VENDORS
         ]  # fmt: skip
-        existing = set(
-            Location.objects.filter(code__in=[r.code for r in rows]).values_list("code", flat=True)
-        )
+        existing = set(Location.objects.filter(code__in=[r.code for r in rows]).values_list("code", flat=True))
         new = [r for r in rows if r.code not in existing]
         for row in new:
             row.full_clean(validate_unique=False)
@@ -362,9 +358,7 @@ class Command(BaseCommand):
         ]
         made = 0
         for code, name, ctype, locs, extra in specs:
-            channel, created = Channel.objects.get_or_create(
-                code=code, defaults={"name": name, "type": ctype, **extra}
-            )
+            channel, created = Channel.objects.get_or_create(code=code, defaults={"name": name, "type": ctype, **extra})
             if created:
                 channel.locations.set(locs)
                 made += 1
@@ -373,9 +367,7 @@ class Command(BaseCommand):
     def seed_stock(self, locations: dict[str, Location], items: dict[str, Item]) -> None:
         regular = sorted(s for s, i in items.items() if not i.attributes.get("dropship_only"))
         seeded = set(
-            Stock.objects.filter(location__in=locations.values())
-            .values_list("location_id", flat=True)
-            .distinct()
+            Stock.objects.filter(location__in=locations.values()).values_list("location_id", flat=True).distinct()
         )
         rows = 0
         for code, loc in sorted(locations.items()):
@@ -449,9 +441,7 @@ class Command(BaseCommand):
     def example_sku(self) -> str:
         """A SKU stocked at a DC and several stores, so the example answer is interesting."""
         row = (
-            Stock.objects.filter(
-                location__type=LocationType.STORE, on_hand__gt=0, item__sku__startswith="APP-"
-            )
+            Stock.objects.filter(location__type=LocationType.STORE, on_hand__gt=0, item__sku__startswith="APP-")
             .values("item__sku")
             .annotate(n=Count("id"))
             .order_by("-n", "item__sku")

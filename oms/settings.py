@@ -141,6 +141,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "LocationTypeEnum": "inventory.models.LocationType",
+        "ChannelTypeEnum": "inventory.models.ChannelType",
+        "OrderStatusEnum": "orders.models.OrderStatus",
+        "PaymentStatusEnum": "orders.models.PaymentStatus",
+        "HoldTypeEnum": "orders.models.HoldType",
+        "SupplyStatusEnum": "inventory.models.IncomingSupply.Status",
+        "ReservationStatusEnum": "inventory.models.Reservation.Status",
+    },
 }
 
 # --- Celery -----------------------------------------------------------------------------------

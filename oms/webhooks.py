@@ -184,7 +184,7 @@ def deliver_webhooks(*, batch: int = 100) -> int:
                     "delivered_at",
                 ]
             )
-        if len(ready) < batch:
+        if not ready:  # delivering one may have unblocked the next of the same order: go again
             return sent
 
 

@@ -1,66 +1,23 @@
 """Real concurrency on PostgreSQL: real threads, real connections, real row locks."""
 
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
 
 import pytest
-from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
-from django.core.wsgi import get_wsgi_application
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, transaction
 
 from inventory.models import Stock
 from inventory.selectors import ledger_mismatches
 from inventory.services import StockLine, stock_reserve
 from oms.actor import Actor
 from oms.services import api_key_create
+from tests.concurrency.conftest import run_threads
 from tests.factories import ChannelFactory, ItemFactory, LocationFactory, stock
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def run_threads(count, target):
-    barrier = threading.Barrier(count)
-    results = [None] * count
-
-    def worker(i):
-        try:
-            barrier.wait()
-            results[i] = target(i)
-        except Exception as exc:  # recorded, asserted by the test
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return results
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-class _Server(ThreadedWSGIServer):
-    request_queue_size = 128  # 64 simultaneous connects must not overflow the listen backlog
-
-
-@pytest.fixture
-def http_server():
-    server = _Server(("127.0.0.1", 0), _QuietHandler, allow_reuse_address=False)
-    server.set_app(get_wsgi_application())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def test_64_buyers_for_the_last_10_units_over_http(http_server):

@@ -16,13 +16,13 @@ def test_capture_holds_stock_writes_timeline_and_outbox(capture):
     assert order["status"] == "received"
     assert order["number"].startswith("WE-")
     assert order["customer"]["email"] == "ada.lovelace@example.com"
-    assert [(l["sku"], l["quantity"], l["quantity_allocated"], l["quantity_backordered"]) for l in order["lines"]] == [
+    assert [(line["sku"], line["quantity"], line["quantity_allocated"], line["quantity_backordered"]) for line in order["lines"]] == [
         ("A", 3, 3, 0),
         ("B", 1, 1, 0),
     ]
     assert order["lines"][0]["allocations"] == [{"location": "DC1", "quantity": 3, "provisional": True}]
     assert (order["subtotal"], order["tax_total"], order["grand_total"]) == ("70.00", "7.00", "82.00")
-    assert [l["tax_amount"] for l in order["lines"]] == ["6.00", "1.00"]
+    assert [line["tax_amount"] for line in order["lines"]] == ["6.00", "1.00"]
     assert order["payments"][0]["status"] == "authorized"
     assert [e["type"] for e in order["events"]] == ["stock.reserved", "order.created"]
     assert order["events"][1]["actor"].startswith("API key: test key")

@@ -33,19 +33,12 @@ def state():
         "locations": sorted(Location.objects.values_list("code", "type")),
         "items": Item.objects.count(),
         "channels": sorted(
-            (c.code, tuple(sorted(c.locations.values_list("code", flat=True))))
-            for c in Channel.objects.all()
+            (c.code, tuple(sorted(c.locations.values_list("code", flat=True)))) for c in Channel.objects.all()
         ),
-        "stock": sorted(
-            Stock.objects.values_list(
-                "location_id", "item_id", "on_hand", "reserved", "safety_stock"
-            )
-        ),
+        "stock": sorted(Stock.objects.values_list("location_id", "item_id", "on_hand", "reserved", "safety_stock")),
         "movements": StockMovement.objects.count(),
         "supply": sorted(
-            IncomingSupply.objects.values_list(
-                "reference", "location_id", "item_id", "quantity", "expected_date"
-            )
+            IncomingSupply.objects.values_list("reference", "location_id", "item_id", "quantity", "expected_date")
         ),
         "users": sorted(User.objects.values_list("username", flat=True)),
         "groups": Group.objects.count(),
@@ -55,17 +48,13 @@ def state():
 def perms(name: str) -> set[str]:
     return {
         f"{app}.{codename}"
-        for app, codename in Group.objects.get(name=name).permissions.values_list(
-            "content_type__app_label", "codename"
-        )
+        for app, codename in Group.objects.get(name=name).permissions.values_list("content_type__app_label", "codename")
     }
 
 
 def availability(raw_key: str, sku: str):
     client = APIClient(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
-    return client.get(
-        "/api/v1/availability/", {"skus": sku, "channel": "web", "detail": "locations"}
-    )
+    return client.get("/api/v1/availability/", {"skus": sku, "channel": "web", "detail": "locations"})
 
 
 def test_ensure_groups_is_idempotent_with_expected_permissions(db):
@@ -109,9 +98,7 @@ def test_seed_demo_builds_the_network_and_a_second_run_changes_nothing_but_the_k
     assert locs.filter(type="warehouse").count() == 3
     assert 23 <= locs.filter(type="store").count() <= 27
     assert locs.filter(type="dropship").count() == 2
-    assert all(
-        loc.latitude is not None and loc.timezone.startswith("America/") for loc in locs.all()
-    )
+    assert all(loc.latitude is not None and loc.timezone.startswith("America/") for loc in locs.all())
     store_caps = [set(s.capabilities) for s in locs.filter(type="store")]
     assert all({"ship", "pickup", "curbside"} <= caps for caps in store_caps)
     assert any("same_day" in caps for caps in store_caps)

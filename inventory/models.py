@@ -275,3 +275,6 @@ class ReservationLine(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["item", "location"])]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} × {self.item_id} @ {self.location_id}"

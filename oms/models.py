@@ -145,6 +145,9 @@ class IdempotencyRecord(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["principal", "key"], name="idempotency_principal_key_uniq")]
 
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} [{self.key}] ({self.state})"
+
 
 class WebhookSubscription(models.Model):
     EVENTS = (
@@ -208,6 +211,9 @@ class WebhookDelivery(models.Model):
         ]
         indexes = [models.Index(fields=["status", "next_attempt_at"])]
 
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id} → {self.subscription_id} ({self.status})"
+
 
 class WebhookAttempt(models.Model):
     """The delivery log: one row per HTTP attempt."""
@@ -220,3 +226,6 @@ class WebhookAttempt(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.attempted_at:%Y-%m-%d %H:%M:%S} {self.status_code or self.error}"

@@ -218,6 +218,9 @@ class Allocation(models.Model):
             models.CheckConstraint(condition=Q(quantity__gte=1), name="allocation_quantity_gte_1"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.quantity} of line {self.line_id} @ {self.location_id}"
+
 
 class PaymentStatus(models.TextChoices):
     AUTHORIZED = "authorized", "Authorised"
@@ -261,6 +264,9 @@ class Payment(FSMModelMixin, models.Model):
                 name="payment_refunded_lte_captured",
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.reference} ({self.status})"
 
     @property
     def amount_open(self) -> Decimal:

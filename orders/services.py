@@ -250,9 +250,13 @@ def _matching_rules(order: Order, new_customer: bool) -> list[HoldRule]:
         elif rule.condition == HoldRule.Condition.COUNTRY_NOT_SERVED:
             if order.fulfillment_method == Order.Method.SHIP and order.ship_country not in rule.country_list():
                 hits.append(rule)
-        elif rule.condition == HoldRule.Condition.NEW_CUSTOMER_ABOVE and rule.amount is not None:
-            if new_customer and order.grand_total > rule.amount:
-                hits.append(rule)
+        elif (
+            rule.condition == HoldRule.Condition.NEW_CUSTOMER_ABOVE
+            and rule.amount is not None
+            and new_customer
+            and order.grand_total > rule.amount
+        ):
+            hits.append(rule)
     return hits
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
 from django.views import defaults
+from django_fsm import ConcurrentTransition, TransitionNotAllowed
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -59,6 +60,10 @@ def exception_handler(exc, context):
     if isinstance(exc, DomainError):
         extra = {"skus": exc.skus} if isinstance(exc, InsufficientStock) else {}
         return Response(envelope(exc.code, exc.message, exc.fields, **extra), status=exc.status)
+    if isinstance(exc, TransitionNotAllowed):  # a backstop: services check states first
+        return Response(envelope("invalid_transition", str(exc)), status=409)
+    if isinstance(exc, ConcurrentTransition):
+        return Response(envelope("conflict", "The record changed concurrently; retry."), status=409)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -89,3 +89,30 @@ def test_404_is_json_only_under_the_api(client, db):
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     r = client.get("/not-an-api-page/")
     assert r.status_code == 404 and r["Content-Type"].startswith("text/html")
+
+
+def test_idempotency_records_are_purged_after_their_ttl(db, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from oms.models import IdempotencyRecord
+    from oms.tasks import purge_idempotency_records_task
+
+    settings.IDEMPOTENCY_TTL_HOURS = 24
+    old = IdempotencyRecord.objects.create(principal="key:1", key="a", method="POST", path="/", fingerprint="x")
+    IdempotencyRecord.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=25))
+    fresh = IdempotencyRecord.objects.create(principal="key:1", key="b", method="POST", path="/", fingerprint="x")
+    purge_idempotency_records_task.apply()
+    assert list(IdempotencyRecord.objects.values_list("pk", flat=True)) == [fresh.pk]
+
+
+def test_fsm_refusal_is_a_409_invalid_transition(api, capture):
+    from unittest import mock
+
+    from django_fsm import TransitionNotAllowed
+
+    number = capture()["number"]
+    with mock.patch("orders.services.order_hold", side_effect=TransitionNotAllowed("Can't switch from shipped")):
+        r = api.post(f"/api/v1/orders/{number}/hold/", {"reason": "x"}, format="json")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "invalid_transition"

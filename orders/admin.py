@@ -43,6 +43,7 @@ from .models import (
 
 ACTION_FORM_TEMPLATE = "admin/orders/order/action_confirmation.html"
 CUSTOMER_RECENT_ORDERS = 20
+CONFIRMATION_LIST_LIMIT = 100  # orders listed on an action's confirmation page (all are acted on)
 
 
 def _can_see_orders(request) -> bool:
@@ -68,6 +69,7 @@ class PhoneDigitsSearchMixin:
 class ReadOnlyInline(admin.TabularInline):
     """Shown with the order, never changed through it."""
 
+    template = "admin/orders/edit_inline/readonly_tabular.html"
     extra = 0
     can_delete = False
     show_change_link = False
@@ -277,26 +279,30 @@ class OrderAdmin(PhoneDigitsSearchMixin, admin.ModelAdmin):
         title: str,
         intro: str,
         submit: str,
-        apply: Callable[[Order, dict], None],
+        apply: Callable[[str, dict], object],
         done: str,
+        action: str,
     ):
+        """Show the form (and the orders) until it is posted back valid with "confirm", then
+        `apply(order_number, cleaned_data)` to each order in its own transaction."""
         form = form_class(request.POST if "confirm" in request.POST else None)
         if form.is_valid():
             succeeded, failed = [], []
-            for order in queryset.order_by("pk"):
+            for number in queryset.order_by("pk").values_list("number", flat=True):
                 try:
-                    apply(order, form.cleaned_data)
+                    apply(number, form.cleaned_data)
                 except DomainError as exc:
-                    failed.append(f"{order.number}: {exc.message}")
+                    failed.append(f"{number}: {exc.message}")
                 else:
-                    succeeded.append(order.number)
+                    succeeded.append(number)
             if succeeded:
                 listed = ", ".join(succeeded[:10]) + (f" and {len(succeeded) - 10} more" if len(succeeded) > 10 else "")
                 self.message_user(request, f"{done} {len(succeeded)} order(s): {listed}.", messages.SUCCESS)
             for failure in failed:
                 self.message_user(request, failure, messages.ERROR)
             return None  # back to the changelist
-        orders = list(queryset.select_related("channel", "customer").order_by("pk"))
+        total = queryset.count()
+        orders = list(queryset.select_related("channel", "customer").order_by("pk")[:CONFIRMATION_LIST_LIMIT])
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -305,7 +311,9 @@ class OrderAdmin(PhoneDigitsSearchMixin, admin.ModelAdmin):
             "submit": submit,
             "form": form,
             "orders": orders,
-            "action": request.POST["action"],
+            "total": total,
+            "more": total - len(orders),
+            "action": action,
             "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
             "select_across": request.POST.get("select_across", "0"),
             "changelist_url": reverse("admin:orders_order_changelist"),
@@ -323,10 +331,9 @@ class OrderAdmin(PhoneDigitsSearchMixin, admin.ModelAdmin):
             title="Cancel orders",
             intro="Everything not yet shipped is cancelled, its stock released and its payment voided or refunded.",
             submit="Cancel these orders",
-            apply=lambda order, data: services.order_cancel(
-                order_number=order.number, reason=data["reason"], actor=actor
-            ),
+            apply=lambda number, data: services.order_cancel(order_number=number, reason=data["reason"], actor=actor),
             done="Cancelled",
+            action="cancel_orders",
         )
 
     @admin.action(description="Place a manual hold", permissions=["act"])
@@ -339,10 +346,11 @@ class OrderAdmin(PhoneDigitsSearchMixin, admin.ModelAdmin):
             title="Place a hold",
             intro="Held orders are not routed or released to fulfilment until every hold is released.",
             submit="Hold these orders",
-            apply=lambda order, data: services.order_hold(
-                order_number=order.number, hold_type=data["hold_type"], reason=data["reason"], actor=actor
+            apply=lambda number, data: services.order_hold(
+                order_number=number, hold_type=data["hold_type"], reason=data["reason"], actor=actor
             ),
             done="Held",
+            action="hold_orders",
         )
 
     @admin.action(description="Release holds", permissions=["act"])
@@ -355,10 +363,11 @@ class OrderAdmin(PhoneDigitsSearchMixin, admin.ModelAdmin):
             title="Release holds",
             intro="An order resumes once its last active hold is released.",
             submit="Release holds",
-            apply=lambda order, data: services.order_release(
-                order_number=order.number, note=data["note"], hold_types=data["hold_types"] or None, actor=actor
+            apply=lambda number, data: services.order_release(
+                order_number=number, note=data["note"], hold_types=data["hold_types"] or None, actor=actor
             ),
             done="Released holds on",
+            action="release_orders",
         )
 
 

@@ -109,6 +109,11 @@ def unchanged(db):
 
 
 @pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _celery_mode(request, settings):
     """Unit tests run tasks in-process; integration tests talk to the real broker and worker."""
     from oms.celery import app

@@ -46,14 +46,21 @@ def _perms(actions: tuple[str, ...], models: tuple[str, ...]) -> frozenset[str]:
     return frozenset(out)
 
 
-_CSR_PERMS = _perms(("view",), tuple(f"inventory.{m}" for m in INVENTORY_MODELS))
+ORDER_MODELS = ("order", "orderline", "allocation", "payment", "orderhold", "orderevent", "customer", "holdrule")
+
+_CSR_PERMS = (
+    _perms(("view",), tuple(f"inventory.{m}" for m in INVENTORY_MODELS))
+    | _perms(("view",), tuple(f"orders.{m}" for m in ORDER_MODELS))
+    # CSRs cancel, hold and release orders (the admin's order actions need change_order).
+    | {"orders.change_order"}
+)
 
 # Group name -> permissions ("app_label.codename").
 # Later issues (orders, returns, routing) extend these sets with their own models' permissions.
 GROUP_PERMISSIONS: dict[str, frozenset[str]] = {
     CSR: _CSR_PERMS,
     SUPERVISOR: _CSR_PERMS | {"inventory.change_stock"},
-    MERCHANT: _CSR_PERMS | _perms(("add", "change", "view"), MERCHANT_MANAGED),
+    MERCHANT: _CSR_PERMS | _perms(("add", "change", "view"), (*MERCHANT_MANAGED, "orders.holdrule")),
 }
 
 

@@ -70,7 +70,9 @@ def test_ensure_groups_is_idempotent_with_expected_permissions(db):
         "stockmovement",
         "reservation",
     ]
-    view_all = {f"inventory.view_{m}" for m in models}
+    order_models = ["order", "orderline", "allocation", "payment", "orderhold", "orderevent", "customer", "holdrule"]
+    view_all = {f"inventory.view_{m}" for m in models} | {f"orders.view_{m}" for m in order_models}
+    view_all |= {"orders.change_order"}
     assert perms(CSR) == view_all
     assert perms(SUPERVISOR) == view_all | {"inventory.change_stock"}
     managed = [
@@ -80,6 +82,7 @@ def test_ensure_groups_is_idempotent_with_expected_permissions(db):
         "inventory.stock",
         "inventory.incomingsupply",
         "oms.apikey",
+        "orders.holdrule",
     ]
     expected = view_all | {
         f"{app}.{action}_{model}"

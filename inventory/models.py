@@ -93,6 +93,15 @@ class Item(models.Model):
     width_mm = models.PositiveIntegerField(null=True, blank=True)
     height_mm = models.PositiveIntegerField(null=True, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
+    dropship_vendor = models.ForeignKey(
+        Location,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="dropship_items",
+        limit_choices_to={"type": LocationType.DROPSHIP},
+        help_text="Sold only from this dropship vendor.",
+    )
 
     class Meta:
         ordering = ["sku"]

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from oms.actor import Actor
 from oms.errors import Conflict, InsufficientStock, NotFound, ValidationFailed
-from oms.outbox import outbox_publish_event
+from oms.outbox import outbox_enqueue_task, outbox_publish_event
 
 from .locks import reservation_for_update, stock_for_update
 from .models import (
@@ -171,6 +171,17 @@ def _publish_stock_changed(ledger: Sequence[StockMovement], *, cause: str) -> No
             "truncated": len(item_ids) > EVENT_SKU_LIMIT,
         },
     )
+
+
+BACKORDER_ITEM_LIMIT = 1000
+
+
+def _stock_arrived(item_ids: set[int]) -> None:
+    """On hand went up: backordered orders may now be sourced. Enqueued by task name on commit
+    (inventory never imports routing); above a thousand items, every backorder is retried."""
+    if item_ids:
+        ids = sorted(item_ids) if len(item_ids) <= BACKORDER_ITEM_LIMIT else None
+        outbox_enqueue_task("routing.route_backorders", item_ids=ids)
 
 
 def _sku_names(item_ids: Iterable[int]) -> list[str]:
@@ -373,6 +384,7 @@ def stock_adjust(*, adjustments: Sequence[Adjustment], actor: Actor, source: str
             fields=fields,
         ) from None
     _publish_stock_changed(result.applied, cause="adjustment")
+    _stock_arrived({m.item_id for m in result.applied if m.delta_on_hand > 0})
     return result
 
 
@@ -542,6 +554,7 @@ def stock_snapshot(
         result.changed = len(updates) - result.zeroed
         result.created = len(creates)
         _publish_stock_changed([_Moved(location.pk, m[0]) for m in ledger], cause="snapshot")
+        _stock_arrived({item_id for item_id, delta, _, _ in ledger if delta > 0})
     return result
 
 
@@ -617,6 +630,7 @@ def supply_receive(*, supply_id: int, quantity: int, actor: Actor) -> IncomingSu
         supply.status = IncomingSupply.Status.RECEIVED
     supply.save(update_fields=["quantity_received", "status", "updated_at"])
     _publish_stock_changed(ledger, cause="receipt")
+    _stock_arrived({supply.item_id})
     return supply
 
 

@@ -8,6 +8,7 @@ from oms.views import healthz
 api_v1 = [
     path("", include("inventory.api.urls")),
     path("", include("orders.api.urls")),
+    path("", include("routing.api.urls")),
     path("", include("oms.api.urls")),
 ]
 

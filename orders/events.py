@@ -110,3 +110,40 @@ def note_added(order: Order, actor: Actor, *, text: str) -> OrderEvent:
 
 def payment_changed(order: Order, actor: Actor, *, message: str, data: dict) -> OrderEvent:
     return _record(order, "payment." + data.get("action", "updated"), message, actor, data)
+
+
+def order_routed(
+    order: Order, actor: Actor, *, summary: str, fulfillments: list[dict], unsourced: dict[str, int]
+) -> OrderEvent:
+    message = summary or "Routed"
+    if unsourced:
+        message += "; not sourced: " + ", ".join(f"{sku} × {q}" for sku, q in sorted(unsourced.items()))
+    return _record(
+        order,
+        "order.routed",
+        message,
+        actor,
+        {"fulfillments": fulfillments, "unsourced": unsourced},
+        webhook="order.routed",
+    )
+
+
+def fulfillment_changed(order: Order, actor: Actor, *, fulfillment, what: str) -> OrderEvent:
+    return _record(
+        order,
+        f"fulfillment.{what}",
+        f"Fulfilment {fulfillment.pk} at {fulfillment.location.code} {what}",
+        actor,
+        {"fulfillment": fulfillment.pk, "location": fulfillment.location.code},
+    )
+
+
+def fulfillment_rejected(order: Order, actor: Actor, *, fulfillment, reason: str, lines: list[dict]) -> OrderEvent:
+    what = ", ".join(f"{line['sku']} × {line['quantity']}" for line in lines)
+    return _record(
+        order,
+        "fulfillment.rejected",
+        f"{fulfillment.location.code} rejected {what}: {reason}",
+        actor,
+        {"fulfillment": fulfillment.pk, "location": fulfillment.location.code, "reason": reason, "lines": lines},
+    )

@@ -301,6 +301,7 @@ class HoldType(models.TextChoices):
     PAYMENT_REVIEW = "payment_review", "Payment review"
     ADDRESS_CHECK = "address_check", "Address check"
     CUSTOMER_SERVICE = "customer_service", "Customer service"
+    SOURCING = "sourcing", "Sourcing exception"
     MANUAL = "manual", "Manual"
 
 
@@ -364,3 +365,91 @@ class OrderEvent(ActorFields):
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}"
+
+
+class FulfillmentStatus(models.TextChoices):
+    CREATED = "created", "Created"
+    SENT = "sent", "Sent to location"
+    ACCEPTED = "accepted", "Accepted"
+    PICKING = "picking", "Picking"
+    PACKED = "packed", "Packed"
+    READY_FOR_PICKUP = "ready_for_pickup", "Ready for pickup"
+    SHIPPED = "shipped", "Shipped"
+    PICKED_UP = "picked_up", "Picked up"
+    DELIVERED = "delivered", "Delivered"
+    EXPIRED = "expired", "Expired (not collected)"
+    REJECTED = "rejected", "Rejected"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# A location may still refuse a fulfilment until it has started picking.
+REJECTABLE = [FulfillmentStatus.CREATED, FulfillmentStatus.SENT, FulfillmentStatus.ACCEPTED]
+FULFILLMENT_ACTIVE = [
+    FulfillmentStatus.CREATED,
+    FulfillmentStatus.SENT,
+    FulfillmentStatus.ACCEPTED,
+    FulfillmentStatus.PICKING,
+    FulfillmentStatus.PACKED,
+    FulfillmentStatus.READY_FOR_PICKUP,
+]
+
+
+class Fulfillment(FSMModelMixin, models.Model):
+    """The units of an order one location fulfils. Routing creates them; the location (or
+    its partner) moves them along; a rejection sends what was rejected back to routing."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="fulfillments")
+    location = models.ForeignKey("inventory.Location", on_delete=models.PROTECT, related_name="fulfillments")
+    status = FSMField(default=FulfillmentStatus.CREATED, choices=FulfillmentStatus.choices, protected=True)
+    routing_attempt = models.PositiveIntegerField(default=1)
+    rejection_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["location", "status"]),
+            models.Index(fields=["location", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"F{self.pk} {self.order_id}@{self.location_id} ({self.status})"
+
+    @transition(
+        field=status, source=[FulfillmentStatus.CREATED, FulfillmentStatus.SENT], target=FulfillmentStatus.ACCEPTED
+    )
+    def accept(self) -> None:
+        """The location takes the work."""
+
+    @transition(field=status, source=REJECTABLE, target=FulfillmentStatus.REJECTED)
+    def reject(self) -> None:
+        """The location cannot do it (all of it, or what is left after a partial rejection)."""
+
+    @transition(field=status, source=FULFILLMENT_ACTIVE, target=FulfillmentStatus.CANCELLED)
+    def cancel(self) -> None:
+        """Nothing left to fulfil here (the order's lines were cancelled)."""
+
+
+class FulfillmentLine(models.Model):
+    fulfillment = models.ForeignKey(Fulfillment, on_delete=models.CASCADE, related_name="lines")
+    line = models.ForeignKey(OrderLine, on_delete=models.CASCADE, related_name="fulfillment_lines")
+    quantity = models.PositiveIntegerField()
+    quantity_rejected = models.PositiveIntegerField(default=0)
+    quantity_shipped = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quantity__gte=F("quantity_rejected") + F("quantity_shipped")),
+                name="fulfillment_line_quantities",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} of line {self.line_id} in F{self.fulfillment_id}"
+
+    @property
+    def quantity_open(self) -> int:
+        return self.quantity - self.quantity_rejected - self.quantity_shipped

@@ -18,16 +18,23 @@ from inventory.services import (
     StockLine,
     cart_reservation_convert,
     stock_release,
+    stock_reserve,
     stock_reserve_in_channel,
 )
 from oms.actor import Actor
 from oms.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
+from oms.outbox import outbox_enqueue_task
 
 from . import events
 from .models import (
+    FULFILLMENT_ACTIVE,
     PRE_SHIPMENT_STATES,
+    REJECTABLE,
     Allocation,
     Customer,
+    Fulfillment,
+    FulfillmentLine,
+    FulfillmentStatus,
     HoldRule,
     HoldType,
     Order,
@@ -512,7 +519,8 @@ def _give_back(order: Order, amount: Decimal) -> _Money:
 
 
 def _release_units(line: OrderLine, units: int, actor: Actor, reference: str) -> list[dict]:
-    """Release up to `units` of a line's held stock, provisional holds first."""
+    """Release up to `units` of a line's held stock, provisional holds first; fulfilments
+    that held those units shrink (and are cancelled when nothing is left in them)."""
     released = []
     for allocation in line.allocations.select_related("location").order_by("-provisional", "pk"):
         if units == 0:
@@ -531,7 +539,27 @@ def _release_units(line: OrderLine, units: int, actor: Actor, reference: str) ->
         line.quantity_allocated -= take
         units -= take
         released.append({"location": allocation.location.code, "quantity": take})
+        if not allocation.provisional:
+            _shrink_fulfillments(line, allocation.location_id, take)
     return released
+
+
+def _shrink_fulfillments(line: OrderLine, location_id: int, units: int) -> None:
+    for fl in FulfillmentLine.objects.select_related("fulfillment").filter(
+        line=line, fulfillment__location_id=location_id, fulfillment__status__in=FULFILLMENT_ACTIVE
+    ):
+        take = min(units, fl.quantity_open)
+        if not take:
+            continue
+        fl.quantity -= take
+        fl.save(update_fields=["quantity"])
+        units -= take
+        fulfillment = fl.fulfillment
+        if not any(other.quantity_open for other in fulfillment.lines.all()):
+            fulfillment.cancel()
+            fulfillment.save(update_fields=["status", "updated_at"])
+        if not units:
+            return
 
 
 @transaction.atomic
@@ -683,6 +711,7 @@ def order_release(*, order_number: str, actor: Actor, note: str = "", hold_types
     if not OrderHold.objects.filter(order=order, released_at__isnull=True).exists():
         order.release(_status_after_change(order, _locked_lines(order)))
         order.save(update_fields=["status", "updated_at"])
+        request_routing(order)  # resumes where it stopped; routing is a no-op if nothing is left
     events.order_released(order, actor, hold_types=sorted({h.type for h in holds}), note=note)
     return order
 
@@ -694,3 +723,238 @@ def order_add_note(*, order_number: str, text: str, actor: Actor) -> Order:
     order = _lock(order_number)
     events.note_added(order, actor, text=text.strip()[:500])
     return order
+
+
+# --- Routing: apply a plan, reject a fulfilment ----------------------------------------------
+
+ROUTABLE = (
+    OrderStatus.RECEIVED,
+    OrderStatus.BACKORDERED,
+    OrderStatus.PARTIALLY_ALLOCATED,
+    OrderStatus.ALLOCATED,
+    OrderStatus.IN_FULFILLMENT,
+    OrderStatus.PARTIALLY_SHIPPED,
+)
+
+
+class StalePlan(Conflict):
+    """The order changed between planning and applying: plan again."""
+
+
+def request_routing(order: Order) -> None:
+    """Route the order once this transaction commits (by task name: orders never imports routing)."""
+    outbox_enqueue_task("routing.route_order", order_number=order.number)
+
+
+def units_to_route(order: Order, lines: Sequence[OrderLine]) -> dict[int, int]:
+    """Open units of each line not yet in a live fulfilment: {line_id: units}."""
+    in_fulfillment: dict[int, int] = defaultdict(int)
+    for line_id, quantity, rejected, shipped in FulfillmentLine.objects.filter(
+        fulfillment__order=order, fulfillment__status__in=FULFILLMENT_ACTIVE
+    ).values_list("line_id", "quantity", "quantity_rejected", "quantity_shipped"):
+        in_fulfillment[line_id] += quantity - rejected - shipped
+    return {
+        line.pk: line.quantity_open - in_fulfillment[line.pk]
+        for line in lines
+        if line.quantity_open - in_fulfillment[line.pk] > 0
+    }
+
+
+def excluded_locations(order: Order) -> set[int]:
+    """Locations that rejected (some of) this order: routing does not go back to them."""
+    return set(
+        FulfillmentLine.objects.filter(fulfillment__order=order, quantity_rejected__gt=0).values_list(
+            "fulfillment__location_id", flat=True
+        )
+    )
+
+
+@transaction.atomic
+def order_apply_routing(
+    *,
+    order_number: str,
+    plan: dict[int, dict[int, int]],
+    unsourced: dict[int, int],
+    attempt: int,
+    summary: str,
+    actor: Actor,
+) -> Order | None:
+    """Make a routing plan real: hold stock at the chosen locations (new holds first, then
+    release the provisional ones), create one fulfilment per location, and note what could not
+    be sourced. Returns None when there is nothing (left) to route. Raises StalePlan or
+    InsufficientStock when the plan no longer fits; the caller plans again."""
+    order = _lock(order_number)
+    if order.status not in ROUTABLE:
+        return None
+    lines = _locked_lines(order)
+    by_id = {line.pk: line for line in lines}
+    todo = units_to_route(order, lines)
+    if not todo:
+        return None
+    planned: dict[int, int] = defaultdict(int)
+    for per_line in plan.values():
+        for line_id, quantity in per_line.items():
+            planned[line_id] += quantity
+    if any(q > todo.get(line_id, 0) for line_id, q in planned.items()):
+        raise StalePlan(f"Order {order.number} changed while it was being routed.")
+    allocations = {
+        (a.line_id, a.location_id): a for a in Allocation.objects.select_for_update().filter(line__order=order)
+    }
+    reference = f"order:{order.number}"
+    new_holds: list[StockLine] = []
+    kept: dict[tuple[int, int], int] = {}
+    for location_id, per_line in plan.items():
+        for line_id, quantity in per_line.items():
+            held = allocations.get((line_id, location_id))
+            reuse = min(quantity, held.quantity if held and held.provisional else 0)
+            kept[(line_id, location_id)] = reuse
+            if quantity > reuse:
+                new_holds.append(StockLine(location_id, by_id[line_id].item_id, quantity - reuse))
+    if new_holds:
+        stock_reserve(lines=new_holds, actor=actor, reference=reference)
+    # Provisional holds that the plan did not reuse go back to availability.
+    to_release: list[StockLine] = []
+    for (line_id, location_id), allocation in allocations.items():
+        if not allocation.provisional:
+            continue
+        spare = allocation.quantity - kept.get((line_id, location_id), 0)
+        if spare > 0:
+            to_release.append(StockLine(location_id, by_id[line_id].item_id, spare))
+            by_id[line_id].quantity_allocated -= spare
+            allocation.quantity -= spare
+    if to_release:
+        stock_release(lines=to_release, actor=actor, reference=reference)
+    for location_id, per_line in plan.items():
+        for line_id, quantity in per_line.items():
+            allocation = allocations.get((line_id, location_id))
+            added = quantity - kept[(line_id, location_id)]
+            by_id[line_id].quantity_allocated += added
+            if allocation is None:
+                allocations[(line_id, location_id)] = Allocation.objects.create(
+                    line_id=line_id, location_id=location_id, quantity=quantity, provisional=False
+                )
+            else:
+                allocation.quantity += added
+                allocation.provisional = False
+    for allocation in allocations.values():
+        if allocation.pk and allocation.quantity == 0:
+            allocation.delete()
+        elif allocation.pk:
+            allocation.save(update_fields=["quantity", "provisional"])
+    OrderLine.objects.bulk_update(lines, ["quantity_allocated"])
+    codes = dict(Location.objects.filter(pk__in=plan).values_list("pk", "code"))
+    created = []
+    for location_id, per_line in sorted(plan.items()):
+        fulfillment = Fulfillment.objects.create(order=order, location_id=location_id, routing_attempt=attempt)
+        FulfillmentLine.objects.bulk_create(
+            [FulfillmentLine(fulfillment=fulfillment, line_id=line_id, quantity=q) for line_id, q in per_line.items()]
+        )
+        created.append(
+            {
+                "fulfillment": fulfillment.pk,
+                "location": codes[location_id],
+                "lines": {str(k): v for k, v in per_line.items()},
+            }
+        )
+    order.recompute(_status_after_change(order, lines))
+    order.save(update_fields=["status", "updated_at"])
+    events.order_routed(
+        order, actor, summary=summary, fulfillments=created, unsourced={by_id[k].sku: v for k, v in unsourced.items()}
+    )
+    if unsourced and not order.allow_backorder:
+        skus = ", ".join(sorted({by_id[k].sku for k in unsourced}))
+        _place_hold(order, hold_type=HoldType.SOURCING, reason=f"No location can source {skus}", actor=actor)
+    return order
+
+
+@transaction.atomic
+def fulfillment_accept(*, fulfillment_id: int, actor: Actor) -> Fulfillment:
+    fulfillment = _lock_fulfillment(fulfillment_id)
+    if fulfillment.status == FulfillmentStatus.ACCEPTED:
+        return fulfillment  # a retried accept
+    if fulfillment.status not in (FulfillmentStatus.CREATED, FulfillmentStatus.SENT):
+        raise InvalidTransition(f"Fulfilment {fulfillment.pk} is {fulfillment.status}; it cannot be accepted.")
+    fulfillment.accept()
+    fulfillment.save(update_fields=["status", "updated_at"])
+    order = _lock(fulfillment.order.number)
+    events.fulfillment_changed(order, actor, fulfillment=fulfillment, what="accepted")
+    return fulfillment
+
+
+def _lock_fulfillment(fulfillment_id: int) -> Fulfillment:
+    fulfillment = (
+        Fulfillment.objects.select_for_update().select_related("order", "location").filter(pk=fulfillment_id).first()
+    )
+    if fulfillment is None:
+        raise NotFound(f"No fulfilment {fulfillment_id}.")
+    return fulfillment
+
+
+@transaction.atomic
+def fulfillment_reject(
+    *, fulfillment_id: int, reason: str, actor: Actor, lines: dict[int, int] | None = None
+) -> Fulfillment:
+    """A location refuses all or some of a fulfilment: release its stock, exclude it for this
+    order, and route what it refused again (or raise a sourcing exception after too many)."""
+    from django.conf import settings
+
+    order = _lock(Fulfillment.objects.filter(pk=fulfillment_id).values_list("order__number", flat=True).first() or "")
+    fulfillment = _lock_fulfillment(fulfillment_id)
+    if fulfillment.status not in REJECTABLE:
+        raise InvalidTransition(f"Fulfilment {fulfillment.pk} is {fulfillment.status}; it can no longer be rejected.")
+    if not reason.strip():
+        raise ValidationFailed("A reason is required.", fields={"reason": "This field is required."})
+    flines = {fl.line_id: fl for fl in fulfillment.lines.select_related("line")}
+    wanted = {line_id: fl.quantity_open for line_id, fl in flines.items()} if lines is None else lines
+    for line_id, quantity in wanted.items():
+        fl = flines.get(line_id)
+        if fl is None:
+            raise ValidationFailed(
+                f"Line {line_id} is not in fulfilment {fulfillment.pk}.",
+                fields={"lines.line_id": "Not in this fulfilment."},
+            )
+        if quantity < 1 or quantity > fl.quantity_open:
+            raise ValidationFailed(
+                f"Line {line_id}: between 1 and {fl.quantity_open} unit(s) can be rejected.",
+                fields={"lines.quantity": f"Between 1 and {fl.quantity_open}."},
+            )
+    order_lines = {line.pk: line for line in _locked_lines(order)}
+    released = []
+    for line_id, quantity in wanted.items():
+        fl = flines[line_id]
+        fl.quantity_rejected += quantity
+        fl.save(update_fields=["quantity_rejected"])
+        line = order_lines[line_id]
+        allocation = Allocation.objects.select_for_update().get(line=line, location=fulfillment.location)
+        stock_release(
+            lines=[StockLine(fulfillment.location_id, line.item_id, quantity)],
+            actor=actor,
+            reference=f"order:{order.number}",
+        )
+        allocation.quantity -= quantity
+        if allocation.quantity:
+            allocation.save(update_fields=["quantity"])
+        else:
+            allocation.delete()
+        line.quantity_allocated -= quantity
+        released.append({"sku": line.sku, "quantity": quantity})
+    OrderLine.objects.bulk_update(list(order_lines.values()), ["quantity_allocated"])
+    if all(fl.quantity_open == 0 for fl in flines.values()):
+        fulfillment.reject()
+    fulfillment.rejection_reason = reason.strip()[:300]
+    fulfillment.save(update_fields=["status", "rejection_reason", "updated_at"])
+    if order.status != OrderStatus.ON_HOLD:
+        order.recompute(_status_after_change(order, list(order_lines.values())))
+        order.save(update_fields=["status", "updated_at"])
+    events.fulfillment_rejected(order, actor, fulfillment=fulfillment, reason=reason, lines=released)
+    rejections = Fulfillment.objects.filter(order=order, lines__quantity_rejected__gt=0).distinct().count()
+    if rejections >= settings.ROUTING_MAX_ATTEMPTS:
+        _place_hold(
+            order,
+            hold_type=HoldType.SOURCING,
+            reason=f"Rejected by {rejections} location(s); route it by hand",
+            actor=actor,
+        )
+    elif order.status != OrderStatus.ON_HOLD:
+        request_routing(order)
+    return fulfillment

@@ -181,3 +181,9 @@ def capture(api, order_body, stocked):
         return r.json()
 
     return do
+
+
+@pytest.fixture
+def no_routing(monkeypatch):
+    """Capture without the routing step, to look at what capture alone does."""
+    monkeypatch.setattr("orders.services.request_routing", lambda order: None)

@@ -243,12 +243,44 @@ class OrderSerializer(OrderListSerializer):
             if h.released_at is None
         ]
 
-    # Filled in by the routing, fulfilment and returns issues; the contract's keys are here now.
-    def get_fulfillments(self, order) -> list:
-        return []
+    def get_fulfillments(self, order) -> list[dict]:
+        return [
+            {
+                "id": f.pk,
+                "location": f.location.code,
+                "status": f.status,
+                "routing_attempt": f.routing_attempt,
+                "rejection_reason": f.rejection_reason,
+                "lines": [
+                    {
+                        "line_id": fl.line_id,
+                        "quantity": fl.quantity,
+                        "quantity_rejected": fl.quantity_rejected,
+                        "quantity_shipped": fl.quantity_shipped,
+                    }
+                    for fl in f.lines.all()
+                ],
+            }
+            for f in order.fulfillments.all()
+        ]
 
+    # Returns arrive with the returns issue; the contract's key is here now.
     def get_returns(self, order) -> list:
         return []
 
     def get_routing(self, order) -> dict | None:
-        return None
+        """The latest routing decision and why (`routing_decisions` is routing's reverse relation)."""
+        decisions = list(order.routing_decisions.all())
+        if not decisions:
+            return None
+        d = decisions[0]
+        return {
+            "attempt": d.attempt,
+            "profile_version": d.version_id,
+            "strategy": d.strategy,
+            "summary": d.summary,
+            "unsourced": d.unsourced,
+            "explanation": d.explanation,
+            "decided_at": d.created_at,
+            "attempts": len(decisions),
+        }

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import fulfillments, views
 
 urlpatterns = [
     path("orders/", views.OrderListCreate.as_view(), name="order-list"),
@@ -9,4 +9,7 @@ urlpatterns = [
     path("orders/<str:number>/hold/", views.OrderHoldView.as_view(), name="order-hold"),
     path("orders/<str:number>/release/", views.OrderRelease.as_view(), name="order-release"),
     path("orders/<str:number>/notes/", views.OrderNote.as_view(), name="order-notes"),
+    path("fulfillments/", fulfillments.FulfillmentList.as_view(), name="fulfillment-list"),
+    path("fulfillments/<int:pk>/accept/", fulfillments.FulfillmentAccept.as_view(), name="fulfillment-accept"),
+    path("fulfillments/<int:pk>/reject/", fulfillments.FulfillmentReject.as_view(), name="fulfillment-reject"),
 ]

@@ -15,7 +15,7 @@ from oms.api.scoping import bound_channel_id, resolve_channel
 from oms.errors import NotFound, ValidationFailed
 from oms.idempotency import idempotent
 from orders import services
-from orders.models import Allocation, Customer, Order, OrderHold, OrderLine
+from orders.models import Allocation, Customer, Fulfillment, Order, OrderHold, OrderLine
 
 from . import serializers as s
 
@@ -37,6 +37,8 @@ def order_detail_queryset(request):
         "payments",
         Prefetch("holds", OrderHold.objects.filter(released_at__isnull=True)),
         "events",
+        Prefetch("fulfillments", Fulfillment.objects.select_related("location").prefetch_related("lines")),
+        "routing_decisions",
     )
 
 

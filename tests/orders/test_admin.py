@@ -15,7 +15,7 @@ from orders import services
 from orders.models import HoldRule, HoldType, Order, OrderEvent, OrderHold, OrderStatus, Payment
 from tests.factories import stock
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.usefixtures("no_routing"), pytest.mark.django_db]
 
 CHANGELIST = reverse("admin:orders_order_changelist")
 

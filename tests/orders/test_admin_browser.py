@@ -8,6 +8,9 @@ from playwright.sync_api import expect, sync_playwright
 
 from orders.models import Order, OrderStatus
 
+# These tests look at capture and the order lifecycle alone; routing has its own tests.
+pytestmark = pytest.mark.usefixtures("no_routing")
+
 # Playwright's sync API runs an event loop in this thread; the ORM calls here are plain sync.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 

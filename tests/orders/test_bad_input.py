@@ -6,6 +6,9 @@ from rest_framework.test import APIClient
 from oms.models import IdempotencyRecord, OutboxMessage
 from orders.models import Customer, Order, OrderEvent, OrderHold, Payment
 
+# These tests look at capture and the order lifecycle alone; routing has its own tests.
+pytestmark = pytest.mark.usefixtures("no_routing")
+
 
 def order_world():
     return (

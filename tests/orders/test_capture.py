@@ -1,9 +1,14 @@
 from decimal import Decimal
 
+import pytest
+
 from inventory.models import Stock, StockMovement
 from inventory.selectors import ledger_mismatches
 from oms.models import OutboxMessage
 from orders.models import Order, OrderEvent
+
+# These tests look at capture and the order lifecycle alone; routing has its own tests.
+pytestmark = pytest.mark.usefixtures("no_routing")
 
 
 def counters(loc, sku):
@@ -16,7 +21,10 @@ def test_capture_holds_stock_writes_timeline_and_outbox(capture):
     assert order["status"] == "received"
     assert order["number"].startswith("WE-")
     assert order["customer"]["email"] == "ada.lovelace@example.com"
-    assert [(line["sku"], line["quantity"], line["quantity_allocated"], line["quantity_backordered"]) for line in order["lines"]] == [
+    assert [
+        (line["sku"], line["quantity"], line["quantity_allocated"], line["quantity_backordered"])
+        for line in order["lines"]
+    ] == [
         ("A", 3, 3, 0),
         ("B", 1, 1, 0),
     ]

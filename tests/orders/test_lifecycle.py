@@ -8,6 +8,9 @@ from oms.actor import Actor
 from orders import services
 from orders.models import HoldRule, Order, OrderEvent, Payment
 
+# These tests look at capture and the order lifecycle alone; routing has its own tests.
+pytestmark = pytest.mark.usefixtures("no_routing")
+
 ACTOR = Actor.system("test")
 
 

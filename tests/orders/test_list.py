@@ -1,9 +1,13 @@
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from orders.models import Order
 from tests.factories import stock
+
+# These tests look at capture and the order lifecycle alone; routing has its own tests.
+pytestmark = pytest.mark.usefixtures("no_routing")
 
 
 def numbers(response):

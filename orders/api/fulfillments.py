@@ -1,0 +1,123 @@
+"""Fulfilment API for locations, stores and partners (accept/reject here; shipping and pickup
+arrive with the fulfilment issue)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from oms.actor import Actor
+from oms.api.scoping import bound_channel_id, bound_location_id
+from oms.errors import NotFound
+from oms.idempotency import idempotent
+from orders import services
+from orders.models import Fulfillment
+
+SCOPES = {"GET": "orders:read", "POST": "fulfillments:write"}
+
+
+class FulfillmentSerializer(serializers.ModelSerializer):
+    order = serializers.CharField(source="order.number")
+    location = serializers.CharField(source="location.code")
+    lines = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Fulfillment
+        fields = [
+            "id",
+            "order",
+            "location",
+            "status",
+            "routing_attempt",
+            "rejection_reason",
+            "lines",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_lines(self, f) -> list[dict]:
+        return [
+            {
+                "line_id": fl.line_id,
+                "sku": fl.line.sku,
+                "quantity": fl.quantity,
+                "quantity_rejected": fl.quantity_rejected,
+            }
+            for fl in f.lines.all()
+        ]
+
+
+class RejectLineSerializer(serializers.Serializer):
+    line_id = serializers.IntegerField(min_value=1)
+    quantity = serializers.IntegerField(min_value=1, max_value=10_000)
+
+
+class RejectSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=300)
+    lines = RejectLineSerializer(many=True, required=False, allow_empty=False, max_length=500)
+
+
+def fulfillment_queryset(request):
+    qs = Fulfillment.objects.select_related("order", "location").prefetch_related("lines__line")
+    location_id, channel_id = bound_location_id(request), bound_channel_id(request)
+    if location_id:
+        qs = qs.filter(location_id=location_id)
+    if channel_id:
+        qs = qs.filter(order__channel_id=channel_id)
+    return qs
+
+
+def get_fulfillment(request, pk: int) -> Fulfillment:
+    fulfillment = fulfillment_queryset(request).filter(pk=pk).first()
+    if fulfillment is None:
+        raise NotFound(f"No fulfilment {pk}.")
+    return fulfillment
+
+
+class FulfillmentList(generics.ListAPIView):
+    serializer_class = FulfillmentSerializer
+    required_scopes = SCOPES
+
+    def get_queryset(self):
+        qs = fulfillment_queryset(self.request).order_by("-id")
+        p = self.request.query_params
+        if p.get("location"):
+            qs = qs.filter(location__code=p["location"])
+        if p.get("status"):
+            qs = qs.filter(status__in=p["status"].split(","))
+        if p.get("order"):
+            qs = qs.filter(order__number=p["order"])
+        return qs
+
+
+class FulfillmentAccept(APIView):
+    required_scopes = SCOPES
+
+    @extend_schema(request=None, responses=FulfillmentSerializer)
+    @idempotent
+    def post(self, request, pk: int):
+        get_fulfillment(request, pk)
+        services.fulfillment_accept(fulfillment_id=pk, actor=Actor.from_request(request))
+        return Response(FulfillmentSerializer(get_fulfillment(request, pk)).data)
+
+
+class FulfillmentReject(APIView):
+    required_scopes = SCOPES
+
+    @extend_schema(request=RejectSerializer, responses=FulfillmentSerializer)
+    @idempotent
+    def post(self, request, pk: int):
+        get_fulfillment(request, pk)
+        ser = RejectSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        lines = None
+        if "lines" in ser.validated_data:
+            lines = {}
+            for line in ser.validated_data["lines"]:
+                lines[line["line_id"]] = lines.get(line["line_id"], 0) + line["quantity"]
+        services.fulfillment_reject(
+            fulfillment_id=pk, reason=ser.validated_data["reason"], lines=lines, actor=Actor.from_request(request)
+        )
+        return Response(FulfillmentSerializer(get_fulfillment(request, pk)).data)

@@ -1,0 +1,5 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [path("routing/simulate/", views.Simulate.as_view(), name="routing-simulate")]

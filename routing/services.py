@@ -36,7 +36,7 @@ def route_order(*, order_number: str, actor: Actor | None = None) -> RoutingDeci
     """Route an order: idempotent (nothing left to route is a no-op) and safe to run
     concurrently (the order row is locked when the plan is applied; a stale plan is redone)."""
     actor = actor or Actor.for_task("routing.route_order")
-    for attempt in range(MAX_PLAN_ATTEMPTS):
+    for _ in range(MAX_PLAN_ATTEMPTS):
         order = Order.objects.select_related("channel").filter(number=order_number).first()
         if order is None:
             return None

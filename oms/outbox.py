@@ -78,6 +78,8 @@ def _deliver(msg: OutboxMessage) -> None:
 
     if msg.kind == OutboxMessage.Kind.TASK:
         if settings.CELERY_TASK_ALWAYS_EAGER:
+            if msg.topic not in app.tasks:
+                app.loader.import_default_modules()  # autodiscovery is lazy outside a worker
             app.tasks[msg.topic].apply(kwargs=msg.payload, throw=True)
         else:
             app.send_task(msg.topic, kwargs=msg.payload)

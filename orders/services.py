@@ -429,6 +429,8 @@ def order_capture(*, data: CaptureInput, actor: Actor) -> Order:
             actor=actor,
             rule=rule,
         )
+    if order.status != OrderStatus.ON_HOLD:  # held orders are not routed
+        request_routing(order)
     return order
 
 

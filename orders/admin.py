@@ -22,7 +22,7 @@ from django.db.models import Count, Prefetch, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from oms.actor import Actor
@@ -228,6 +228,7 @@ class OrderAdmin(PhoneDigitsSearchMixin, admin.ModelAdmin):
             "Totals",
             {"fields": ["currency", "subtotal", "discount_total", "shipping_total", "tax_total", "grand_total"]},
         ),
+        ("Routing", {"fields": ["routing_decision", "fulfillment_summary"]}),
     ]
     readonly_fields = [name for _, options in fieldsets for name in options["fields"]]
     inlines = [OrderLineInline, PaymentInline, ActiveHoldInline, OrderEventInline]
@@ -239,6 +240,43 @@ class OrderAdmin(PhoneDigitsSearchMixin, admin.ModelAdmin):
     @admin.display(description="customer email", ordering="customer__email")
     def customer_email(self, order: Order) -> str:
         return order.customer.email
+
+    @admin.display(description="routing decision")
+    def routing_decision(self, order: Order):
+        """The latest decision and why; `routing_decisions` is the routing app's reverse relation."""
+        decision = order.routing_decisions.first()
+        if decision is None:
+            return "Not routed yet."
+        rows = []
+        for strategy in decision.explanation.get("strategies", []):
+            excluded = [
+                f"{c['location']}: {c.get('reason') or c.get('excluded_by')}"
+                for c in strategy.get("candidates", [])
+                if c.get("excluded_by")
+            ]
+            rows.append(
+                format_html(
+                    "<li><strong>{}</strong> — {}{}</li>",
+                    strategy.get("name"),
+                    strategy.get("outcome"),
+                    f" (excluded: {'; '.join(excluded[:8])})" if excluded else "",
+                )
+            )
+        return format_html(
+            "<p>Attempt {} · {}</p><ul>{}</ul>",
+            decision.attempt,
+            decision.summary,
+            format_html_join("", "{}", ((r,) for r in rows)),
+        )
+
+    @admin.display(description="fulfilments")
+    def fulfillment_summary(self, order: Order):
+        items = [
+            f"#{f.pk} {f.location.code} {f.get_status_display()}: "
+            + ", ".join(f"{fl.line.sku} × {fl.quantity}" for fl in f.lines.all())
+            for f in order.fulfillments.select_related("location").prefetch_related("lines__line")
+        ]
+        return format_html_join("", "<div>{}</div>", ((i,) for i in items)) or "—"
 
     @admin.display(description="shipping address")
     def shipping_address(self, order: Order) -> str:

@@ -306,3 +306,12 @@ def test_dropship_item_goes_to_its_vendor(api, order_body, two_dcs):
     order = api.get(f"/api/v1/orders/{number}/").json()
     a, b = (line["id"] for line in order["lines"])
     assert plan_of(order) == {"DC1": [(a, 3)], "VND1": [(b, 1)]}
+
+
+def test_admin_order_page_shows_the_decision(admin_client, api, order_body, two_dcs):
+    number = api.post("/api/v1/orders/", order_body(), format="json").json()["number"]
+    order = Order.objects.get(number=number)
+    page = admin_client.get(f"/admin/orders/order/{order.pk}/change/").content.decode()
+    decision = RoutingDecision.objects.get(order=order)
+    assert decision.summary in page
+    assert "DC1" in page

@@ -104,10 +104,21 @@ class ProfileVersionAdmin(admin.ModelAdmin):
     inlines = [StrategyInline]
     readonly_fields = ["profile", "number", "status", "created_at", "activated_at", "compare_link"]
     fields = ["profile", "number", "status", "note", "created_at", "activated_at", "compare_link"]
-    actions = ["activate"]
+    actions = ["activate", "replay"]
 
     def has_add_permission(self, request):
         return False  # drafts come from the profile's "Create a draft version" action
+
+    @admin.action(description="Replay over the last 7 days of orders, beside the active version")
+    def replay(self, request, queryset):
+        reports = [services.replay(version=version, days=7) for version in queryset[:5]]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Routing replay",
+            "reports": reports,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/routing/replay.html", context)
 
     @admin.display(description="Compare")
     def compare_link(self, obj):

@@ -114,3 +114,28 @@ class Simulate(APIView):
             pickup_location_id=pickup_id,
             ship_complete=d["ship_complete"],
         )
+
+
+class ReplaySerializer(serializers.Serializer):
+    profile_version = serializers.IntegerField(min_value=1)
+    days = serializers.IntegerField(min_value=1, max_value=90, default=7)
+    limit = serializers.IntegerField(min_value=1, max_value=5000, default=500)
+
+
+class Replay(APIView):
+    """Run a (draft) profile version over recent real orders beside the active version."""
+
+    required_scopes = {"POST": "orders:read"}
+
+    @extend_schema(request=ReplaySerializer, responses=OpenApiTypes.OBJECT)
+    def post(self, request):
+        ser = ReplaySerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        d = ser.validated_data
+        version = ProfileVersion.objects.select_related("profile").filter(pk=d["profile_version"]).first()
+        if version is None:
+            raise ValidationFailed("Unknown profile version.", fields={"profile_version": "Not found."})
+        channel_id = bound_channel_id(request)
+        if channel_id and version.profile.channel_id != channel_id:
+            raise NotFound("Unknown profile version.")
+        return Response(services.replay(version=version, days=d["days"], limit=d["limit"]))

@@ -315,3 +315,43 @@ def test_admin_order_page_shows_the_decision(admin_client, api, order_body, two_
     decision = RoutingDecision.objects.get(order=order)
     assert decision.summary in page
     assert "DC1" in page
+
+
+def test_replay_compares_a_draft_with_the_active_version(api, admin_client, order_body, two_dcs):
+    for i in range(3):
+        api.post(
+            "/api/v1/orders/",
+            order_body(
+                external_id=f"R-{i}",
+                lines=[{"sku": "A", "quantity": 1, "unit_price": "1"}],
+                payment=None,
+                tax_total="0",
+            ),
+            format="json",
+        )
+    profile = RoutingProfile.objects.create(name="Web", channel=two_dcs["web"])
+    draft = services.version_create_draft(profile=profile)
+    # The draft ships from the far, cheap DC: more distance, more cost here.
+    Strategy.objects.create(
+        version=draft,
+        position=1,
+        name="LA only",
+        location_types=["warehouse"],
+        regions="",
+        weight_distance=0,
+        weight_priority=0,
+        weight_cost=1,
+    )
+    two_dcs["dc1"].fulfillment_cost = 50
+    two_dcs["dc1"].save()
+    r = api.post("/api/v1/routing/replay/", {"profile_version": draft.pk, "days": 7}, format="json")
+    assert r.status_code == 200, r.content
+    report = r.json()
+    assert report["orders"] == 3 and report["active_version"] is None
+    assert report["draft"]["distance_km"] > report["active"]["distance_km"]
+    assert report["orders_routed_differently"] == 3
+    assert RoutingDecision.objects.count() == 3  # replay wrote nothing
+    page = admin_client.post("/admin/routing/profileversion/", {"action": "replay", "_selected_action": [draft.pk]})
+    assert page.status_code == 200 and b"routed differently" in page.content
+    bad = api.post("/api/v1/routing/replay/", {"profile_version": 999999}, format="json")
+    assert bad.status_code == 400

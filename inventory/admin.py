@@ -10,13 +10,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import F
 from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 
 from oms.actor import Actor
 from oms.errors import DomainError
@@ -284,12 +282,9 @@ class StockAdmin(CsvImportMixin, admin.ModelAdmin):
         return False  # the ledger would no longer add up
 
     def save_model(self, request, obj, form, change):
-        # Update safety stock alone: a full save would write back on_hand/reserved as they
-        # were when the form loaded, undoing reservations made since.
-        with transaction.atomic():
-            Stock.objects.filter(pk=obj.pk).update(
-                safety_stock=obj.safety_stock, updated_at=timezone.now()
-            )
+        services.stock_set_safety_stock(
+            stock_id=obj.pk, safety_stock=obj.safety_stock, actor=Actor.for_user(request.user)
+        )
 
 
 @admin.register(StockMovement)

@@ -558,6 +558,22 @@ def stock_snapshot(
     return result
 
 
+@transaction.atomic
+def stock_set_safety_stock(*, stock_id: int, safety_stock: int, actor: Actor) -> Stock:
+    """Change the units held back at one location. Only that column is written (a full save
+    would write back stale counters); what can be sold changes, so channels are told."""
+    if safety_stock < 0:
+        raise ValidationFailed("Safety stock cannot be negative.", fields={"safety_stock": "Must be ≥ 0."})
+    row = stock_for_update(pk=stock_id).first()
+    if row is None:
+        raise NotFound("No such stock row.")
+    if row.safety_stock != safety_stock:
+        Stock.objects.filter(pk=stock_id).update(safety_stock=safety_stock, updated_at=timezone.now())
+        row.safety_stock = safety_stock
+        _publish_stock_changed([_Moved(row.location_id, row.item_id)], cause="safety_stock")
+    return row
+
+
 # --- Incoming supply ---------------------------------------------------------------------------
 
 

@@ -185,3 +185,18 @@ def test_retrying_the_same_cart_only_extends_it(network):
     assert not created
     assert StockMovement.objects.count() == movements
     assert reservation.expires_at > timezone.now() + timedelta(seconds=500)
+
+
+def test_safety_stock_change_is_announced_and_keeps_counters(network):
+    from inventory.services import stock_set_safety_stock
+    from oms.models import OutboxMessage
+
+    row = stock(network["dc1"], network["item"], 10)
+    stock_reserve(lines=[StockLine(network["dc1"].pk, network["item"].pk, 3)], actor=ACTOR, reference="o")
+    events = OutboxMessage.objects.filter(topic="inventory.changed").count()
+    stock_set_safety_stock(stock_id=row.pk, safety_stock=4, actor=ACTOR)
+    assert counters(network["dc1"], network["item"]) == (10, 3)
+    assert Stock.objects.get(pk=row.pk).safety_stock == 4
+    last = OutboxMessage.objects.filter(topic="inventory.changed").order_by("-id").first()
+    assert OutboxMessage.objects.filter(topic="inventory.changed").count() == events + 1
+    assert last.payload["cause"] == "safety_stock"

@@ -166,7 +166,14 @@ class Stock(models.Model):
             models.CheckConstraint(condition=Q(reserved__lte=models.F("on_hand")), name="stock_reserved_lte_on_hand"),
             models.CheckConstraint(condition=Q(safety_stock__gte=0), name="stock_safety_stock_gte_0"),
         ]
-        indexes = [models.Index(fields=["item", "location"], name="stock_item_location_idx")]
+        indexes = [
+            # Covering: ATP reads only these columns, so PostgreSQL answers from the index alone.
+            models.Index(
+                fields=["item", "location"],
+                include=["on_hand", "reserved", "safety_stock"],
+                name="stock_item_location_idx",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.item_id}@{self.location_id}"
@@ -193,7 +200,9 @@ class StockMovement(ActorFields):
 
     Summing the deltas rebuilds the counters (`manage.py inventory_check`)."""
 
-    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="+")
+    # The ledger is write-heavy: no index beyond what its reads need (location is covered by
+    # movement_stock_idx; no LIKE look-ups, so no varchar_pattern_ops twins).
+    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="+", db_index=False)
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+")
     delta_on_hand = models.IntegerField(default=0)
     delta_reserved = models.IntegerField(default=0)
@@ -201,13 +210,21 @@ class StockMovement(ActorFields):
     reserved_after = models.IntegerField()
     reason = models.CharField(max_length=16, choices=MovementReason.choices)
     note = models.CharField(max_length=200, blank=True)
-    reference = models.CharField(max_length=200, blank=True, db_index=True)
+    reference = models.CharField(max_length=200, blank=True)
     # Set for integrator-sourced changes: a repeated (source, reference, location, sku) is ignored.
-    dedupe_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    dedupe_key = models.CharField(max_length=255, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [models.Index(fields=["location", "item", "id"], name="movement_stock_idx")]
+        indexes = [
+            models.Index(fields=["location", "item", "id"], name="movement_stock_idx"),
+            models.Index(fields=["reference"], name="movement_reference_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dedupe_key"], condition=Q(dedupe_key__isnull=False), name="movement_dedupe_key_uniq"
+            )
+        ]
         ordering = ["-id"]
 
     def __str__(self) -> str:

@@ -6,7 +6,8 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
-from django.db.models import F, Sum
+from django.db.models import F, Sum, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from oms.errors import ValidationFailed
@@ -100,6 +101,63 @@ def location_terms(channel: Channel, on_hand: int, reserved: int, safety: int, e
     }
 
 
+def _available_expression(channel: Channel):
+    """location_terms()'s `available`, as SQL: max(0, net − max(units, ceil(pct × net)))."""
+    net = F("on_hand") - F("reserved") - F("safety_stock")
+    buffer = Value(channel.safety_buffer)
+    if channel.safety_buffer_percent:
+        # ceil(net × pct / 100) in integer arithmetic (basis points), the same on PostgreSQL and SQLite
+        basis_points = Value(int(channel.safety_buffer_percent * 100))
+        buffer = Greatest(buffer, (net * basis_points + Value(9999)) / Value(10000))
+    return Greatest(net - buffer, Value(0))
+
+
+def _aggregate_totals(channel: Channel, item_ids: list[int]) -> dict[int, int]:
+    """The common case, done in the database: one grouped query returns one row per SKU."""
+    in_channel = {"location__channels": channel, "location__active": True}
+    totals = dict(
+        Stock.objects.filter(item_id__in=item_ids, **in_channel)
+        .values_list("item_id")
+        .annotate(total=Sum(_available_expression(channel)))
+        .values_list("item_id", "total")
+    )
+    # Expired-but-unswept cart holds (rare): correct just those rows.
+    expired = {
+        (loc, item): q
+        for loc, item, q in ReservationLine.objects.filter(
+            reservation__status=Reservation.Status.ACTIVE,
+            reservation__expires_at__lte=timezone.now(),
+            item_id__in=item_ids,
+            **in_channel,
+        )
+        .values_list("location_id", "item_id")
+        .annotate(q=Sum("quantity"))
+    }
+    if expired:
+        rows = Stock.objects.filter(item_id__in={i for _, i in expired}, location_id__in={loc for loc, _ in expired})
+        for row in rows.values_list("location_id", "item_id", "on_hand", "reserved", "safety_stock"):
+            loc, item, on_hand, reserved, safety = row
+            if (loc, item) in expired:
+                with_holds = location_terms(channel, on_hand, reserved, safety, 0)["available"]
+                freed = location_terms(channel, on_hand, reserved, safety, expired[(loc, item)])["available"]
+                totals[item] = totals.get(item, 0) + freed - with_holds
+    return {item: int(total or 0) for item, total in totals.items()}
+
+
+def _incoming(item_ids: list[int], **location_filter) -> dict[int, list[dict]]:
+    incoming: dict[int, list[dict]] = defaultdict(list)
+    supply = (
+        IncomingSupply.objects.filter(item_id__in=item_ids, status=IncomingSupply.Status.OPEN, **location_filter)
+        .annotate(open_qty=F("quantity") - F("quantity_received"))
+        .order_by("expected_date", "id")
+        .values_list("item_id", "location__code", "open_qty", "expected_date")
+    )
+    for item_id, code, qty, expected in supply:
+        if qty > 0:
+            incoming[item_id].append({"location": code, "quantity": qty, "expected_date": expected.isoformat()})
+    return incoming
+
+
 def channel_availability(
     *,
     channel: Channel,
@@ -110,19 +168,22 @@ def channel_availability(
 ) -> dict:
     """ATP per SKU across the channel's active locations (or those near a point / one location)."""
     items = resolve_items(skus)
-    locs = _channel_locations(channel, near=near, location=location)
-    loc_by_id = {loc.id: loc for loc in locs}
     item_ids = [pk for pk, _ in items.values()]
-    rows = Stock.objects.filter(item_id__in=item_ids, location_id__in=loc_by_id).values_list(
-        "item_id", "location_id", "on_hand", "reserved", "safety_stock"
-    )
-    expired = _expired_holds(item_ids, list(loc_by_id)) if loc_by_id else {}
-    totals: dict[int, int] = defaultdict(int)
     by_location: dict[int, list[dict]] = defaultdict(list)
-    for item_id, loc_id, on_hand, reserved, safety in rows:
-        terms = location_terms(channel, on_hand, reserved, safety, expired.get((loc_id, item_id), 0))
-        totals[item_id] += terms["available"]
-        if detail:
+    if not detail and near is None and location is None:
+        totals = _aggregate_totals(channel, item_ids)
+        incoming = _incoming(item_ids, location__channels=channel, location__active=True)
+    else:
+        locs = _channel_locations(channel, near=near, location=location)
+        loc_by_id = {loc.id: loc for loc in locs}
+        rows = Stock.objects.filter(item_id__in=item_ids, location_id__in=loc_by_id).values_list(
+            "item_id", "location_id", "on_hand", "reserved", "safety_stock"
+        )
+        expired = _expired_holds(item_ids, list(loc_by_id)) if loc_by_id else {}
+        totals = defaultdict(int)
+        for item_id, loc_id, on_hand, reserved, safety in rows:
+            terms = location_terms(channel, on_hand, reserved, safety, expired.get((loc_id, item_id), 0))
+            totals[item_id] += terms["available"]
             loc = loc_by_id[loc_id]
             entry = {"location": loc.code, **terms}
             del entry["channel_buffer"]
@@ -131,24 +192,11 @@ def channel_availability(
             if loc.distance_km is not None:
                 entry["distance_km"] = loc.distance_km
             by_location[item_id].append(entry)
-    incoming: dict[int, list[dict]] = defaultdict(list)
-    supply = (
-        IncomingSupply.objects.filter(
-            item_id__in=item_ids, location_id__in=loc_by_id, status=IncomingSupply.Status.OPEN
-        )
-        .annotate(open_qty=F("quantity") - F("quantity_received"))
-        .order_by("expected_date", "id")
-        .values_list("item_id", "location_id", "open_qty", "expected_date")
-    )
-    for item_id, loc_id, qty, expected in supply:
-        if qty > 0:
-            incoming[item_id].append(
-                {"location": loc_by_id[loc_id].code, "quantity": qty, "expected_date": expected.isoformat()}
-            )
+        incoming = _incoming(item_ids, location_id__in=loc_by_id)
     out_items = []
     for sku in skus:
         item_id, active = items[sku]
-        entry = {"sku": sku, "available": totals[item_id] if active else 0}
+        entry = {"sku": sku, "available": totals.get(item_id, 0) if active else 0}
         if not active:
             entry["inactive"] = True
         if detail:

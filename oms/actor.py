@@ -62,8 +62,13 @@ class ActorFields(models.Model):
 
     actor_type = models.CharField(max_length=16, choices=ActorType.choices)
     actor_label = models.CharField(max_length=200)
-    actor_user = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    actor_api_key = models.ForeignKey("oms.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Audit rows are written far more often than they are searched by actor: no index on these.
+    actor_user = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    actor_api_key = models.ForeignKey(
+        "oms.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
 
     class Meta:
         abstract = True

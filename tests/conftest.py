@@ -1,6 +1,8 @@
 import copy
+import fcntl
 import os
 import shutil
+import tempfile
 
 import pytest
 from django.conf import settings
@@ -187,3 +189,16 @@ def capture(api, order_body, stocked):
 def no_routing(monkeypatch):
     """Capture without the routing step, to look at what capture alone does."""
     monkeypatch.setattr("orders.services.request_routing", lambda order: None)
+
+
+@pytest.fixture
+def one_at_a_time():
+    """Tests that open dozens of connections or start worker processes take turns across
+    pytest-xdist processes, so together they stay under PostgreSQL's connection limit."""
+    path = os.path.join(tempfile.gettempdir(), "oms-tests-heavy.lock")
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -10,7 +10,8 @@ from django.db import migrations, models
 
 def fill_event_ids(apps, schema_editor):
     OutboxMessage = apps.get_model("oms", "OutboxMessage")
-    for msg in OutboxMessage.objects.filter(event_id__isnull=True).only("id"):
+    # AddField gave every existing row the same default: give each its own id.
+    for msg in OutboxMessage.objects.only("id"):
         OutboxMessage.objects.filter(pk=msg.pk).update(event_id=uuid.uuid4())
 
 

@@ -47,3 +47,8 @@ def http_server():
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _heavy(one_at_a_time):
+    """See tests/conftest.py: heavy tests take turns across xdist processes."""

@@ -70,3 +70,8 @@ def worker(tmp_path):
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(autouse=True)
+def _heavy(one_at_a_time):
+    """See tests/conftest.py: heavy tests take turns across xdist processes."""

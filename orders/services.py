@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -898,8 +899,6 @@ def fulfillment_reject(
 ) -> Fulfillment:
     """A location refuses all or some of a fulfilment: release its stock, exclude it for this
     order, and route what it refused again (or raise a sourcing exception after too many)."""
-    from django.conf import settings
-
     order = _lock(Fulfillment.objects.filter(pk=fulfillment_id).values_list("order__number", flat=True).first() or "")
     fulfillment = _lock_fulfillment(fulfillment_id)
     if fulfillment.status not in REJECTABLE:

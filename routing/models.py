@@ -6,7 +6,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from inventory.models import Capability, LocationType
+from inventory.models import LocationType
 
 
 class RoutingProfile(models.Model):
@@ -112,5 +112,3 @@ class RoutingDecision(models.Model):
     def __str__(self) -> str:
         return f"{self.order_id} attempt {self.attempt}: {self.summary}"
 
-
-PICKUP_METHODS = {Capability.PICKUP, Capability.CURBSIDE}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -177,7 +178,7 @@ def replay(*, version: ProfileVersion, days: int = 7, limit: int = 500) -> dict:
     draft = selectors.version_in(version)
     active_version = profile.versions.filter(status=ProfileVersion.Status.ACTIVE).prefetch_related("strategies").first()
     active = selectors.version_in(active_version) if active_version else selectors.DEFAULT_PROFILE
-    orders = Order.objects.filter(created_at__gte=timezone.now() - timezone.timedelta(days=days))
+    orders = Order.objects.filter(created_at__gte=timezone.now() - timedelta(days=days))
     if profile.channel_id:
         orders = orders.filter(channel_id=profile.channel_id)
     orders = list(orders.select_related("channel").prefetch_related("lines__item").order_by("-created_at")[:limit])

@@ -3,6 +3,8 @@
 import os
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,12 +23,20 @@ def database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-@pytest.fixture
-def worker(tmp_path):
-    """Start a real `celery worker` process against this test database."""
+def wait_for(predicate, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@contextmanager
+def celery_worker(log: Path, *, pool: str = "solo", concurrency: int = 1):
+    """A real `celery worker` process on this test process's queue, against the test database."""
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge(TEST_QUEUE)  # nothing stale from an earlier test
-    log = tmp_path / "worker.log"
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
@@ -44,9 +54,9 @@ def worker(tmp_path):
             "-Q",
             TEST_QUEUE,
             "-c",
-            "1",
+            str(concurrency),
             "-P",
-            "solo",
+            pool,
             "--without-heartbeat",
             "--without-gossip",
             "--without-mingle",
@@ -58,18 +68,31 @@ def worker(tmp_path):
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
-    ping = app.send_task("inventory.release_expired_reservations")
     try:
-        ping.get(timeout=60)  # the worker is up and reaches the database
-    except Exception:
-        proc.kill()
-        pytest.fail("Celery worker did not start:\n" + log.read_text())
-    yield log
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        try:
+            app.send_task("inventory.release_expired_reservations").get(timeout=60)  # up and reaching the DB
+        except Exception:
+            pytest.fail("Celery worker did not start:\n" + log.read_text())
+        yield log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def worker(tmp_path):
+    with celery_worker(tmp_path / "worker.log") as log:
+        yield log
+
+
+@pytest.fixture
+def worker_pool(tmp_path):
+    """Several worker processes (prefork, 3 children) working at once."""
+    with celery_worker(tmp_path / "pool.log", pool="prefork", concurrency=3) as log:
+        yield log
 
 
 @pytest.fixture(autouse=True)

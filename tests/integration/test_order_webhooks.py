@@ -18,19 +18,10 @@ from oms.models import WebhookSubscription
 from oms.services import api_key_create
 from orders.models import Order, OrderEvent
 from tests.factories import ChannelFactory, ItemFactory, LocationFactory, stock
-from tests.integration.conftest import ROOT, database_url
+from tests.integration.conftest import ROOT, database_url, wait_for
 from tests.oms.test_webhooks import SECRET, Receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 @pytest.fixture

@@ -1,31 +1,17 @@
 """Routing on real Celery workers (Redis) against PostgreSQL."""
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
-from django.conf import settings
 
 from inventory.models import Stock
 from inventory.selectors import ledger_mismatches
 from oms.celery import app
 from orders.models import Allocation, Fulfillment, Order
-from tests.conftest import TEST_QUEUE
 from tests.factories import ChannelFactory, ItemFactory, LocationFactory, stock
-from tests.integration.conftest import ROOT, database_url
+from tests.integration.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for(predicate, timeout=90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def body(external_id: str, quantity: int = 1, **extra) -> dict:
@@ -68,51 +54,6 @@ def test_capture_is_routed_by_the_worker(worker, api):
     ]
     assert Order.objects.get(number=number).status == "allocated"
     assert ledger_mismatches() == []
-
-
-@pytest.fixture
-def worker_pool(tmp_path):
-    """Several worker processes (prefork, 3 children) routing at once."""
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge(TEST_QUEUE)
-    log = tmp_path / "pool.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "CELERY_TASK_DEFAULT_QUEUE": TEST_QUEUE,
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "oms",
-            "worker",
-            "-Q",
-            TEST_QUEUE,
-            "-c",
-            "3",
-            "-P",
-            "prefork",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "INFO",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    yield log
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def test_many_orders_routed_at_once_by_several_processes_never_oversell(worker_pool, no_routing, api):

@@ -1,6 +1,5 @@
 """A real Celery worker on Redis, against the test database: the production path."""
 
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from oms.celery import app
 from oms.models import OutboxMessage
 from oms.outbox import outbox_enqueue_task
 from tests.factories import ChannelFactory, ItemFactory, LocationFactory, stock
+from tests.integration.conftest import wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -32,15 +32,6 @@ def _expired_cart():
     cart_reservation_put(channel=web, key="old", lines={item.pk: 3}, ttl_seconds=60, actor=Actor.system("t"))
     Reservation.objects.filter(key="old").update(expires_at=timezone.now() - timedelta(seconds=1))
     return dc, item
-
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_beat_task_runs_on_the_worker(worker):

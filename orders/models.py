@@ -402,6 +402,10 @@ class Fulfillment(FSMModelMixin, models.Model):
     location = models.ForeignKey("inventory.Location", on_delete=models.PROTECT, related_name="fulfillments")
     status = FSMField(default=FulfillmentStatus.CREATED, choices=FulfillmentStatus.choices, protected=True)
     routing_attempt = models.PositiveIntegerField(default=1)
+    # Set when this location sends the units to a pickup store instead of to the customer.
+    transfer_to = models.ForeignKey(
+        "inventory.Location", null=True, blank=True, on_delete=models.PROTECT, related_name="inbound_transfers"
+    )
     rejection_reason = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -848,7 +848,10 @@ def order_apply_routing(
     codes = dict(Location.objects.filter(pk__in=plan).values_list("pk", "code"))
     created = []
     for location_id, per_line in sorted(plan.items()):
-        fulfillment = Fulfillment.objects.create(order=order, location_id=location_id, routing_attempt=attempt)
+        transfer_to = order.pickup_location_id if order.pickup_location_id not in (None, location_id) else None
+        fulfillment = Fulfillment.objects.create(
+            order=order, location_id=location_id, routing_attempt=attempt, transfer_to_id=transfer_to
+        )
         FulfillmentLine.objects.bulk_create(
             [FulfillmentLine(fulfillment=fulfillment, line_id=line_id, quantity=q) for line_id, q in per_line.items()]
         )
@@ -856,6 +859,7 @@ def order_apply_routing(
             {
                 "fulfillment": fulfillment.pk,
                 "location": codes[location_id],
+                "transfer_to": order.pickup_location.code if transfer_to else None,
                 "lines": {str(k): v for k, v in per_line.items()},
             }
         )

@@ -106,6 +106,9 @@ class StrategyIn:
     ship_complete: bool = False  # one location or nothing
     max_locations: int = 3  # split limit when splitting is allowed
     optimal: bool = False  # minimise total cost with a MIP solver (never worse than greedy)
+    # BOPIS/curbside: when the pickup store lacks stock, other locations may ship the rest to
+    # it by transfer (the order's coordinates are the store's, so distance means transfer distance).
+    transfer_to_pickup: bool = False
     shipping_cost_per_km: float = 0.01
     cost_per_shipment: float = 5.0
     split_penalty: float = 2.0
@@ -375,6 +378,8 @@ def _settings(strategy: StrategyIn, ship_complete: bool, max_locations: int) -> 
         "ship_complete": ship_complete,
         "max_locations": max_locations,
     }
+    if strategy.transfer_to_pickup:
+        out["transfer_to_pickup"] = True
     if strategy.optimal:
         out["optimal"] = {
             "cost_per_shipment": strategy.cost_per_shipment,
@@ -395,7 +400,8 @@ def _filter(
     a location without the whole order cannot be used, so it is set aside (and not ranked)."""
     order, f = ctx.order, strategy.filters
     method = order.method
-    bopis = ctx.bopis
+    transfer = ctx.bopis and strategy.transfer_to_pickup
+    bopis = ctx.bopis and not transfer
     pickup_id = order.pickup_location_id
     excluded_ids = order.excluded_location_ids
     need_cap = f.require_capability
@@ -410,9 +416,12 @@ def _filter(
     n_items, total = len(demand), ctx.total_units
     item_loop = min_left > 0 or (dropship_rule and any(v is not None for v in vendors))
 
-    if bopis:
+    if bopis or transfer:
         code = next((c.code for c in ctx.candidates if c.location_id == pickup_id), f"location {pickup_id}")
-        notes.append(f"{method} order: only the chosen pickup location {code} can fulfil it (BOPIS)")
+        if bopis:
+            notes.append(f"{method} order: only the chosen pickup location {code} can fulfil it (BOPIS)")
+        else:
+            notes.append(f"{method} order at {code}: other locations may send what it lacks by transfer")
     if f.max_distance_km is not None and not ctx.has_coords:
         notes.append("the order has no coordinates: the distance limit is not applied")
     if f.same_country_as_order and not order.country:
@@ -435,8 +444,10 @@ def _filter(
         if c.location_id in excluded_ids:
             skip((c, "excluded_for_order", "excluded for this order after a rejection", ()))
             continue
-        if need_cap and method not in c.capabilities:
-            skip((c, "capability", "does not offer {}", (method,)))
+        # A transfer to the pickup store leaves by shipping; the store itself hands over.
+        wanted_cap = "ship" if transfer and c.location_id != pickup_id else method
+        if need_cap and wanted_cap not in c.capabilities:
+            skip((c, "capability", "does not offer {}", (wanted_cap,)))
             continue
         if types and c.type not in types:
             skip((c, "location_type", "type {} not in {}", (c.type, ", ".join(sorted(types)))))

@@ -80,6 +80,9 @@ class Strategy(models.Model):
     ship_complete = models.BooleanField(default=False, help_text="One location or this strategy fails.")
     max_locations = models.PositiveIntegerField(default=3, validators=[MinValueValidator(1), MaxValueValidator(10)])
     optimal = models.BooleanField(default=False, help_text="Minimise total cost with a MIP solver.")
+    transfer_to_pickup = models.BooleanField(
+        default=False, help_text="Pickup orders: other locations may send what the store lacks by transfer."
+    )
     shipping_cost_per_km = models.FloatField(default=0.01, validators=[MinValueValidator(0)])
     cost_per_shipment = models.FloatField(default=5.0, validators=[MinValueValidator(0)])
     split_penalty = models.FloatField(default=2.0, validators=[MinValueValidator(0)])
@@ -111,4 +114,3 @@ class RoutingDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order_id} attempt {self.attempt}: {self.summary}"
-

@@ -56,6 +56,7 @@ def strategy_in(s: Strategy) -> engine.StrategyIn:
         ship_complete=s.ship_complete,
         max_locations=s.max_locations,
         optimal=s.optimal,
+        transfer_to_pickup=s.transfer_to_pickup,
         shipping_cost_per_km=s.shipping_cost_per_km,
         cost_per_shipment=s.cost_per_shipment,
         split_penalty=s.split_penalty,
@@ -82,6 +83,9 @@ def active_profile(channel: Channel) -> engine.ProfileIn:
 
 def order_in(order: Order, todo: dict[int, int], lines: list[OrderLine], excluded: set[int]) -> engine.OrderIn:
     method = order.fulfillment_method
+    latitude, longitude = order.ship_latitude, order.ship_longitude
+    if order.pickup_location_id:  # a pickup order's destination is its store
+        latitude, longitude = order.pickup_location.latitude, order.pickup_location.longitude
     return engine.OrderIn(
         lines=tuple(
             engine.LineIn(
@@ -95,8 +99,8 @@ def order_in(order: Order, todo: dict[int, int], lines: list[OrderLine], exclude
             if line.pk in todo
         ),
         method=method,
-        latitude=float(order.ship_latitude) if order.ship_latitude is not None else None,
-        longitude=float(order.ship_longitude) if order.ship_longitude is not None else None,
+        latitude=float(latitude) if latitude is not None else None,
+        longitude=float(longitude) if longitude is not None else None,
         country=order.ship_country,
         region=order.ship_region,
         postal_code=order.ship_postal_code,

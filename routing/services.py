@@ -38,7 +38,7 @@ def route_order(*, order_number: str, actor: Actor | None = None) -> RoutingDeci
     concurrently (the order row is locked when the plan is applied; a stale plan is redone)."""
     actor = actor or Actor.for_task("routing.route_order")
     for _ in range(MAX_PLAN_ATTEMPTS):
-        order = Order.objects.select_related("channel").filter(number=order_number).first()
+        order = Order.objects.select_related("channel", "pickup_location").filter(number=order_number).first()
         if order is None:
             return None
         planned = plan_for(order)

@@ -250,6 +250,7 @@ class OrderSerializer(OrderListSerializer):
                 "location": f.location.code,
                 "status": f.status,
                 "routing_attempt": f.routing_attempt,
+                "transfer_to": f.transfer_to.code if f.transfer_to else None,
                 "rejection_reason": f.rejection_reason,
                 "lines": [
                     {

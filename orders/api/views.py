@@ -37,7 +37,9 @@ def order_detail_queryset(request):
         "payments",
         Prefetch("holds", OrderHold.objects.filter(released_at__isnull=True)),
         "events",
-        Prefetch("fulfillments", Fulfillment.objects.select_related("location").prefetch_related("lines")),
+        Prefetch(
+            "fulfillments", Fulfillment.objects.select_related("location", "transfer_to").prefetch_related("lines")
+        ),
         "routing_decisions",
     )
 

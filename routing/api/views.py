@@ -47,7 +47,7 @@ class Simulate(APIView):
         ser.is_valid(raise_exception=True)
         d = ser.validated_data
         if "order" in d:
-            order = Order.objects.select_related("channel").filter(number=d["order"]).first()
+            order = Order.objects.select_related("channel", "pickup_location").filter(number=d["order"]).first()
             channel_id = bound_channel_id(request)
             if order is None or (channel_id and order.channel_id != channel_id):
                 raise NotFound(f"No order {d['order']}.")

@@ -355,3 +355,50 @@ def test_replay_compares_a_draft_with_the_active_version(api, admin_client, orde
     assert page.status_code == 200 and b"routed differently" in page.content
     bad = api.post("/api/v1/routing/replay/", {"profile_version": 999999}, format="json")
     assert bad.status_code == 400
+
+
+def test_pickup_store_short_of_stock_gets_a_transfer_when_the_strategy_allows(api, order_body, two_dcs):
+    store = two_dcs["store"]
+    stock(store, two_dcs["item"], 1)
+    profile = RoutingProfile.objects.create(name="Web", channel=two_dcs["web"])
+    draft = services.version_create_draft(profile=profile)
+    Strategy.objects.create(version=draft, position=1, name="Store, topped up by transfer", transfer_to_pickup=True)
+    services.version_activate(version=draft)
+    body = order_body(
+        fulfillment_method="pickup",
+        pickup_location="STORE1",
+        shipping_address=None,
+        lines=[{"sku": "A", "quantity": 3, "unit_price": "10.00"}],
+        payment=None,
+        tax_total="0",
+        shipping_total="0",
+        allow_backorder=True,
+    )
+    number = api.post("/api/v1/orders/", body, format="json").json()["number"]
+    order = api.get(f"/api/v1/orders/{number}/").json()
+    line = order["lines"][0]["id"]
+    by_location = {f["location"]: f for f in order["fulfillments"]}
+    # One location with everything beats a split: DC1 sends all 3 to the store by transfer.
+    assert plan_of(order) == {"DC1": [(line, 3)]}
+    assert by_location["DC1"]["transfer_to"] == "STORE1"
+    assert held("STORE1", "A") == 0 and held("DC1", "A") == 3
+    assert "transfer" in " ".join(order["routing"]["explanation"]["strategies"][0].get("notes", []))
+    assert ledger_mismatches() == []
+
+
+def test_without_the_transfer_strategy_a_short_store_backorders(api, order_body, two_dcs):
+    stock(two_dcs["store"], two_dcs["item"], 1)
+    body = order_body(
+        fulfillment_method="pickup",
+        pickup_location="STORE1",
+        shipping_address=None,
+        lines=[{"sku": "A", "quantity": 3, "unit_price": "10.00"}],
+        payment=None,
+        tax_total="0",
+        shipping_total="0",
+        allow_backorder=True,
+    )
+    number = api.post("/api/v1/orders/", body, format="json").json()["number"]
+    order = api.get(f"/api/v1/orders/{number}/").json()
+    assert list(plan_of(order)) == ["STORE1"]
+    assert order["lines"][0]["quantity_backordered"] == 2

@@ -876,25 +876,25 @@ def order_apply_routing(
 
 @transaction.atomic
 def fulfillment_accept(*, fulfillment_id: int, actor: Actor) -> Fulfillment:
-    fulfillment = _lock_fulfillment(fulfillment_id)
+    order, fulfillment = _lock_order_and_fulfillment(fulfillment_id)
     if fulfillment.status == FulfillmentStatus.ACCEPTED:
         return fulfillment  # a retried accept
     if fulfillment.status not in (FulfillmentStatus.CREATED, FulfillmentStatus.SENT):
         raise InvalidTransition(f"Fulfilment {fulfillment.pk} is {fulfillment.status}; it cannot be accepted.")
     fulfillment.accept()
     fulfillment.save(update_fields=["status", "updated_at"])
-    order = _lock(fulfillment.order.number)
     events.fulfillment_changed(order, actor, fulfillment=fulfillment, what="accepted")
     return fulfillment
 
 
-def _lock_fulfillment(fulfillment_id: int) -> Fulfillment:
-    fulfillment = (
-        Fulfillment.objects.select_for_update().select_related("order", "location").filter(pk=fulfillment_id).first()
-    )
-    if fulfillment is None:
+def _lock_order_and_fulfillment(fulfillment_id: int) -> tuple[Order, Fulfillment]:
+    """Order first, then fulfilment: the lock order every order service uses (no deadlocks)."""
+    number = Fulfillment.objects.filter(pk=fulfillment_id).values_list("order__number", flat=True).first()
+    if number is None:
         raise NotFound(f"No fulfilment {fulfillment_id}.")
-    return fulfillment
+    order = _lock(number)
+    fulfillment = Fulfillment.objects.select_for_update().select_related("location").get(pk=fulfillment_id)
+    return order, fulfillment
 
 
 @transaction.atomic
@@ -903,8 +903,7 @@ def fulfillment_reject(
 ) -> Fulfillment:
     """A location refuses all or some of a fulfilment: release its stock, exclude it for this
     order, and route what it refused again (or raise a sourcing exception after too many)."""
-    order = _lock(Fulfillment.objects.filter(pk=fulfillment_id).values_list("order__number", flat=True).first() or "")
-    fulfillment = _lock_fulfillment(fulfillment_id)
+    order, fulfillment = _lock_order_and_fulfillment(fulfillment_id)
     if fulfillment.status not in REJECTABLE:
         raise InvalidTransition(f"Fulfilment {fulfillment.pk} is {fulfillment.status}; it can no longer be rejected.")
     if not reason.strip():

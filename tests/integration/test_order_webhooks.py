@@ -211,7 +211,7 @@ def test_redis_outage_during_capture_loses_nothing(tmp_path, shop, receiver):
     assert all(n == 1 for n in ids.values()), "an event was delivered twice"
     assert all(r["ok"] for r in receiver.received)
     # No slowdown: capture while Redis is down is as fast as before (generous bound for CI noise).
-    assert max(during) < 1.0, during
+    assert max(during) < 1.5, during  # a request that waited on the broker would take ≥ 2 s (its timeout)
     assert statistics.median(during) < statistics.median(before) * 3 + 0.05, (before, during)
     print(
         f"capture median before {statistics.median(before) * 1000:.1f} ms, during outage {statistics.median(during) * 1000:.1f} ms"

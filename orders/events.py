@@ -147,3 +147,38 @@ def fulfillment_rejected(order: Order, actor: Actor, *, fulfillment, reason: str
         actor,
         {"fulfillment": fulfillment.pk, "location": fulfillment.location.code, "reason": reason, "lines": lines},
     )
+
+
+def fulfillment_shipped(order: Order, actor: Actor, *, fulfillment, shipment, units: int, captured) -> OrderEvent:
+    tracking = f" ({shipment.carrier} {shipment.tracking_number})".rstrip() if shipment.tracking_number else ""
+    return _record(
+        order,
+        "fulfillment.shipped",
+        f"{units} unit(s) shipped from {fulfillment.location.code}{tracking}; {captured} captured",
+        actor,
+        {
+            "fulfillment": fulfillment.pk,
+            "location": fulfillment.location.code,
+            "shipment": shipment.pk,
+            "carrier": shipment.carrier,
+            "tracking_number": shipment.tracking_number,
+            "units": units,
+            "captured": str(captured),
+        },
+        webhook="fulfillment.shipped",
+    )
+
+
+def fulfillment_ready(order: Order, actor: Actor, *, fulfillment) -> OrderEvent:
+    return _record(
+        order,
+        "fulfillment.ready_for_pickup",
+        f"Ready for pickup at {fulfillment.location.code}",
+        actor,
+        {"fulfillment": fulfillment.pk, "location": fulfillment.location.code},
+        webhook="fulfillment.ready_for_pickup",
+    )
+
+
+def order_completed(order: Order, actor: Actor) -> OrderEvent:
+    return _record(order, "order.completed", "Order completed", actor, {}, webhook="order.completed")

@@ -138,6 +138,10 @@ class Order(FSMModelMixin, models.Model):
         """Follow the lines and fulfilments (allocation, shipment, cancellation)."""
         return derived
 
+    @transition(field=status, source=OrderStatus.SHIPPED, target=OrderStatus.COMPLETED)
+    def complete(self) -> None:
+        """Every fulfilment was delivered or picked up."""
+
     @transition(
         field=status,
         source=[*OPEN_STATES, OrderStatus.ON_HOLD],
@@ -430,6 +434,40 @@ class Fulfillment(FSMModelMixin, models.Model):
     def reject(self) -> None:
         """The location cannot do it (all of it, or what is left after a partial rejection)."""
 
+    @transition(field=status, source=FulfillmentStatus.ACCEPTED, target=FulfillmentStatus.PICKING)
+    def start_picking(self) -> None:
+        """Pickers are on it."""
+
+    @transition(
+        field=status, source=[FulfillmentStatus.ACCEPTED, FulfillmentStatus.PICKING], target=FulfillmentStatus.PACKED
+    )
+    def pack(self) -> None:
+        """Packed and waiting for the carrier."""
+
+    @transition(
+        field=status,
+        source=[FulfillmentStatus.ACCEPTED, FulfillmentStatus.PICKING, FulfillmentStatus.PACKED],
+        target=FulfillmentStatus.SHIPPED,
+    )
+    def ship(self) -> None:
+        """Everything in it has left the building (partial shipments keep the status until then)."""
+
+    @transition(
+        field=status,
+        source=[FulfillmentStatus.ACCEPTED, FulfillmentStatus.PICKING, FulfillmentStatus.PACKED],
+        target=FulfillmentStatus.READY_FOR_PICKUP,
+    )
+    def ready_for_pickup(self) -> None:
+        """Waiting at the store for the customer."""
+
+    @transition(field=status, source=FulfillmentStatus.READY_FOR_PICKUP, target=FulfillmentStatus.PICKED_UP)
+    def picked_up(self) -> None:
+        """Handed over to the customer."""
+
+    @transition(field=status, source=FulfillmentStatus.SHIPPED, target=FulfillmentStatus.DELIVERED)
+    def deliver(self) -> None:
+        """The carrier delivered it."""
+
     @transition(field=status, source=FULFILLMENT_ACTIVE, target=FulfillmentStatus.CANCELLED)
     def cancel(self) -> None:
         """Nothing left to fulfil here (the order's lines were cancelled)."""
@@ -457,3 +495,34 @@ class FulfillmentLine(models.Model):
     @property
     def quantity_open(self) -> int:
         return self.quantity - self.quantity_rejected - self.quantity_shipped
+
+
+class Shipment(models.Model):
+    """One parcel (or pickup hand-over) out of a fulfilment: its lines, carrier and tracking."""
+
+    fulfillment = models.ForeignKey(Fulfillment, on_delete=models.CASCADE, related_name="shipments")
+    carrier = models.CharField(max_length=50, blank=True)
+    service = models.CharField(max_length=50, blank=True)
+    tracking_number = models.CharField(max_length=100, blank=True, db_index=True)
+    reference = models.CharField(max_length=100, blank=True, help_text="The sender's id for this shipment.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["fulfillment", "reference"], condition=~Q(reference=""), name="shipment_reference_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.carrier} {self.tracking_number}".strip() or f"shipment {self.pk}"
+
+
+class ShipmentLine(models.Model):
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="lines")
+    fulfillment_line = models.ForeignKey(FulfillmentLine, on_delete=models.CASCADE, related_name="shipment_lines")
+    quantity = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.quantity} × line {self.fulfillment_line_id}"

@@ -18,6 +18,7 @@ from inventory.models import Capability, Channel, Item, Location
 from inventory.services import (
     StockLine,
     cart_reservation_convert,
+    stock_commit_shipment,
     stock_release,
     stock_reserve,
     stock_reserve_in_channel,
@@ -43,6 +44,8 @@ from .models import (
     OrderLine,
     OrderStatus,
     Payment,
+    Shipment,
+    ShipmentLine,
     new_order_number,
     payment_status,
 )
@@ -965,3 +968,179 @@ def fulfillment_reject(
     elif order.status != OrderStatus.ON_HOLD:
         request_routing(order)
     return fulfillment
+
+
+# --- Shipping and pickup ----------------------------------------------------------------------
+
+SHIPPABLE = (FulfillmentStatus.ACCEPTED, FulfillmentStatus.PICKING, FulfillmentStatus.PACKED)
+
+
+def _capture_payment(order: Order, amount: Decimal) -> Decimal:
+    """Capture what shipped from the open authorisations, oldest first."""
+    captured = Decimal(0)
+    for payment in Payment.objects.select_for_update().filter(order=order).order_by("pk"):
+        take = min(amount - captured, payment.amount_open)
+        if take <= 0:
+            continue
+        payment.amount_captured += take
+        payment.settle()
+        payment.save(update_fields=["amount_captured", "status"])
+        captured += take
+    return captured
+
+
+def _hand_over(
+    order: Order, fulfillment: Fulfillment, lines: dict[int, int] | None, actor: Actor
+) -> tuple[list[tuple[FulfillmentLine, int]], Decimal]:
+    """Units leave the location: stock is committed (on hand and reserved both fall), line
+    quantities move from allocated to shipped, and their value is captured."""
+    flines = {fl.line_id: fl for fl in fulfillment.lines.select_for_update().select_related("line")}
+    wanted = (
+        {line_id: fl.quantity_open for line_id, fl in flines.items() if fl.quantity_open} if lines is None else lines
+    )
+    if not wanted:
+        raise InvalidTransition(f"Fulfilment {fulfillment.pk} has nothing left to ship.")
+    for line_id, quantity in wanted.items():
+        fl = flines.get(line_id)
+        if fl is None:
+            raise ValidationFailed(
+                f"Line {line_id} is not in fulfilment {fulfillment.pk}.",
+                fields={"lines.line_id": "Not in this fulfilment."},
+            )
+        if quantity < 1 or quantity > fl.quantity_open:
+            raise ValidationFailed(
+                f"Line {line_id}: between 1 and {fl.quantity_open} unit(s) can ship.",
+                fields={"lines.quantity": f"Between 1 and {fl.quantity_open}."},
+            )
+    order_lines = {line.pk: line for line in _locked_lines(order)}
+    moved, value = [], Decimal(0)
+    stock_commit_shipment(
+        lines=[StockLine(fulfillment.location_id, order_lines[k].item_id, q) for k, q in wanted.items()],
+        actor=actor,
+        reference=f"order:{order.number}",
+    )
+    for line_id, quantity in wanted.items():
+        fl, line = flines[line_id], order_lines[line_id]
+        fl.quantity_shipped += quantity
+        fl.save(update_fields=["quantity_shipped"])
+        allocation = Allocation.objects.select_for_update().get(line=line, location=fulfillment.location)
+        allocation.quantity -= quantity
+        if allocation.quantity:
+            allocation.save(update_fields=["quantity"])
+        else:
+            allocation.delete()
+        line.quantity_allocated -= quantity
+        line.quantity_shipped += quantity
+        value += line.value_of(quantity)
+        moved.append((fl, quantity))
+    OrderLine.objects.bulk_update(list(order_lines.values()), ["quantity_allocated", "quantity_shipped"])
+    if not Payment.objects.filter(order=order, amount_captured__gt=0).exists():
+        value += order.shipping_total  # shipping is charged with the first shipment
+    captured = _capture_payment(order, value)
+    derived = _status_after_change(order, list(order_lines.values()))
+    if derived in (OrderStatus.SHIPPED, OrderStatus.PARTIALLY_SHIPPED) and order.status != OrderStatus.ON_HOLD:
+        order.recompute(derived)
+        order.save(update_fields=["status", "updated_at"])
+    return moved, captured
+
+
+@transaction.atomic
+def fulfillment_ship(
+    *,
+    fulfillment_id: int,
+    actor: Actor,
+    carrier: str = "",
+    tracking_number: str = "",
+    service: str = "",
+    reference: str = "",
+    lines: dict[int, int] | None = None,
+) -> Shipment:
+    """Ship all of a fulfilment or some of its lines (partial shipment). A repeated `reference`
+    returns the shipment it already created."""
+    order, fulfillment = _lock_order_and_fulfillment(fulfillment_id)
+    if reference:
+        existing = Shipment.objects.filter(fulfillment=fulfillment, reference=reference).first()
+        if existing is not None:
+            return existing
+    if fulfillment.status not in SHIPPABLE:
+        raise InvalidTransition(f"Fulfilment {fulfillment.pk} is {fulfillment.status}; it cannot ship.")
+    if order.is_pickup and fulfillment.transfer_to_id is None:
+        raise InvalidTransition(f"Fulfilment {fulfillment.pk} is a pickup: mark it ready for pickup instead.")
+    moved, captured = _hand_over(order, fulfillment, lines, actor)
+    shipment = Shipment.objects.create(
+        fulfillment=fulfillment, carrier=carrier, service=service, tracking_number=tracking_number, reference=reference
+    )
+    ShipmentLine.objects.bulk_create(
+        [ShipmentLine(shipment=shipment, fulfillment_line=fl, quantity=q) for fl, q in moved]
+    )
+    if all(fl.quantity_open == 0 for fl in fulfillment.lines.all()):
+        fulfillment.ship()
+        fulfillment.save(update_fields=["status", "updated_at"])
+    events.fulfillment_shipped(
+        order, actor, fulfillment=fulfillment, shipment=shipment, units=sum(q for _, q in moved), captured=captured
+    )
+    return shipment
+
+
+@transaction.atomic
+def fulfillment_ready_for_pickup(*, fulfillment_id: int, actor: Actor) -> Fulfillment:
+    order, fulfillment = _lock_order_and_fulfillment(fulfillment_id)
+    if fulfillment.status == FulfillmentStatus.READY_FOR_PICKUP:
+        return fulfillment  # a retry
+    if not order.is_pickup or fulfillment.location_id != order.pickup_location_id:
+        raise InvalidTransition(f"Fulfilment {fulfillment.pk} is not collected at {fulfillment.location.code}.")
+    if fulfillment.status not in SHIPPABLE:
+        raise InvalidTransition(f"Fulfilment {fulfillment.pk} is {fulfillment.status}; it cannot be made ready.")
+    fulfillment.ready_for_pickup()
+    fulfillment.save(update_fields=["status", "updated_at"])
+    events.fulfillment_ready(order, actor, fulfillment=fulfillment)
+    return fulfillment
+
+
+@transaction.atomic
+def fulfillment_picked_up(*, fulfillment_id: int, actor: Actor) -> Fulfillment:
+    """The customer collected it: the units leave the store like a shipment does."""
+    order, fulfillment = _lock_order_and_fulfillment(fulfillment_id)
+    if fulfillment.status == FulfillmentStatus.PICKED_UP:
+        return fulfillment
+    if fulfillment.status != FulfillmentStatus.READY_FOR_PICKUP:
+        raise InvalidTransition(f"Fulfilment {fulfillment.pk} is {fulfillment.status}, not ready for pickup.")
+    _, captured = _hand_over(order, fulfillment, None, actor)
+    fulfillment.picked_up()
+    fulfillment.save(update_fields=["status", "updated_at"])
+    events.fulfillment_changed(order, actor, fulfillment=fulfillment, what="picked_up")
+    _complete_if_done(order, actor)
+    return fulfillment
+
+
+@transaction.atomic
+def fulfillment_deliver(*, fulfillment_id: int, actor: Actor) -> Fulfillment:
+    order, fulfillment = _lock_order_and_fulfillment(fulfillment_id)
+    if fulfillment.status == FulfillmentStatus.DELIVERED:
+        return fulfillment
+    if fulfillment.status != FulfillmentStatus.SHIPPED:
+        raise InvalidTransition(
+            f"Fulfilment {fulfillment.pk} is {fulfillment.status}; only shipped ones are delivered."
+        )
+    fulfillment.deliver()
+    fulfillment.save(update_fields=["status", "updated_at"])
+    events.fulfillment_changed(order, actor, fulfillment=fulfillment, what="delivered")
+    _complete_if_done(order, actor)
+    return fulfillment
+
+
+def _complete_if_done(order: Order, actor: Actor) -> None:
+    """An order whose every unit shipped and every fulfilment reached the customer is complete."""
+    if order.status != OrderStatus.SHIPPED:
+        return
+    finished = {
+        FulfillmentStatus.DELIVERED,
+        FulfillmentStatus.PICKED_UP,
+        FulfillmentStatus.REJECTED,
+        FulfillmentStatus.CANCELLED,
+    }
+    statuses = set(Fulfillment.objects.filter(order=order).values_list("status", flat=True))
+    if statuses <= finished:
+        order.complete()
+        order.save(update_fields=["status", "updated_at"])
+        events.order_completed(order, actor)

@@ -60,7 +60,7 @@ class RejectSerializer(serializers.Serializer):
 
 
 def fulfillment_queryset(request):
-    qs = Fulfillment.objects.select_related("order", "location").prefetch_related("lines__line")
+    qs = Fulfillment.objects.select_related("order", "location").prefetch_related("lines__line", "shipments")
     location_id, channel_id = bound_location_id(request), bound_channel_id(request)
     if location_id:
         qs = qs.filter(location_id=location_id)
@@ -121,3 +121,67 @@ class FulfillmentReject(APIView):
             fulfillment_id=pk, reason=ser.validated_data["reason"], lines=lines, actor=Actor.from_request(request)
         )
         return Response(FulfillmentSerializer(get_fulfillment(request, pk)).data)
+
+
+class ShipLineSerializer(serializers.Serializer):
+    line_id = serializers.IntegerField(min_value=1)
+    quantity = serializers.IntegerField(min_value=1, max_value=10_000)
+
+
+class ShipSerializer(serializers.Serializer):
+    carrier = serializers.CharField(max_length=50)
+    tracking_number = serializers.CharField(max_length=100)
+    service = serializers.CharField(max_length=50, required=False, allow_blank=True, default="")
+    reference = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    lines = ShipLineSerializer(many=True, required=False, allow_empty=False, max_length=500)
+
+
+def _merge_lines(rows) -> dict[int, int] | None:
+    if rows is None:
+        return None
+    merged: dict[int, int] = {}
+    for row in rows:
+        merged[row["line_id"]] = merged.get(row["line_id"], 0) + row["quantity"]
+    return merged
+
+
+class FulfillmentShip(APIView):
+    required_scopes = SCOPES
+
+    @extend_schema(request=ShipSerializer, responses=FulfillmentSerializer)
+    @idempotent
+    def post(self, request, pk: int):
+        get_fulfillment(request, pk)
+        ser = ShipSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        d = ser.validated_data
+        services.fulfillment_ship(
+            fulfillment_id=pk,
+            actor=Actor.from_request(request),
+            carrier=d["carrier"],
+            tracking_number=d["tracking_number"],
+            service=d["service"],
+            reference=d["reference"],
+            lines=_merge_lines(d.get("lines")),
+        )
+        return Response(FulfillmentSerializer(get_fulfillment(request, pk)).data)
+
+
+def _simple_action(service_name: str):
+    class Action(APIView):
+        required_scopes = SCOPES
+
+        @extend_schema(request=None, responses=FulfillmentSerializer)
+        @idempotent
+        def post(self, request, pk: int):
+            get_fulfillment(request, pk)
+            getattr(services, service_name)(fulfillment_id=pk, actor=Actor.from_request(request))
+            return Response(FulfillmentSerializer(get_fulfillment(request, pk)).data)
+
+    Action.__name__ = "".join(part.title() for part in service_name.split("_"))
+    return Action
+
+
+FulfillmentReadyForPickup = _simple_action("fulfillment_ready_for_pickup")
+FulfillmentPickedUp = _simple_action("fulfillment_picked_up")
+FulfillmentDeliver = _simple_action("fulfillment_deliver")

@@ -12,4 +12,12 @@ urlpatterns = [
     path("fulfillments/", fulfillments.FulfillmentList.as_view(), name="fulfillment-list"),
     path("fulfillments/<int:pk>/accept/", fulfillments.FulfillmentAccept.as_view(), name="fulfillment-accept"),
     path("fulfillments/<int:pk>/reject/", fulfillments.FulfillmentReject.as_view(), name="fulfillment-reject"),
+    path("fulfillments/<int:pk>/ship/", fulfillments.FulfillmentShip.as_view(), name="fulfillment-ship"),
+    path(
+        "fulfillments/<int:pk>/ready-for-pickup/",
+        fulfillments.FulfillmentReadyForPickup.as_view(),
+        name="fulfillment-ready-for-pickup",
+    ),
+    path("fulfillments/<int:pk>/picked-up/", fulfillments.FulfillmentPickedUp.as_view(), name="fulfillment-picked-up"),
+    path("fulfillments/<int:pk>/deliver/", fulfillments.FulfillmentDeliver.as_view(), name="fulfillment-deliver"),
 ]

@@ -77,10 +77,7 @@ class CsvImportMixin:
     def has_csv_import_permission(self, request) -> bool:
         # The model's own add + change permissions (not the admin's has_add_permission, which
         # Stock switches off because rows are only created by services).
-        perms = [
-            f"{self.opts.app_label}.{get_permission_codename(action, self.opts)}"
-            for action in ("add", "change")
-        ]
+        perms = [f"{self.opts.app_label}.{get_permission_codename(action, self.opts)}" for action in ("add", "change")]
         return request.user.has_perms(perms)
 
     def changelist_view(self, request, extra_context=None):
@@ -120,9 +117,7 @@ class CsvImportMixin:
         if not self.has_csv_import_permission(request):
             raise PermissionDenied
         response = HttpResponse(csv_import.SAMPLES[self.csv_sample], content_type="text/csv")
-        response["Content-Disposition"] = (
-            f'attachment; filename="{self.opts.model_name}-sample.csv"'
-        )
+        response["Content-Disposition"] = f'attachment; filename="{self.opts.model_name}-sample.csv"'
         return response
 
 
@@ -192,6 +187,7 @@ class LocationAdmin(CsvImportMixin, admin.ModelAdmin):
                 ]
             },
         ),
+        ("Connector", {"fields": ["connector", "partner_url", "partner_secret"]}),
     ]
     csv_importer = staticmethod(csv_import.import_locations_csv)
     csv_sample = "location"
@@ -265,11 +261,7 @@ class StockAdmin(CsvImportMixin, admin.ModelAdmin):
     )
 
     def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(available_sort=F("on_hand") - F("reserved") - F("safety_stock"))
-        )
+        return super().get_queryset(request).annotate(available_sort=F("on_hand") - F("reserved") - F("safety_stock"))
 
     @admin.display(description="available", ordering="available_sort")
     def available(self, obj: Stock) -> int:
@@ -333,9 +325,7 @@ class IncomingSupplyForm(forms.ModelForm):
     def clean_quantity(self):
         quantity = self.cleaned_data["quantity"]
         if quantity < self.instance.quantity_received:
-            raise forms.ValidationError(
-                f"{self.instance.quantity_received} have already been received."
-            )
+            raise forms.ValidationError(f"{self.instance.quantity_received} have already been received.")
         return quantity
 
 
@@ -378,9 +368,7 @@ class IncomingSupplyAdmin(admin.ModelAdmin):
         except DomainError as exc:
             # Received meanwhile (the form checked before): surface it rather than a 500.
             self.message_user(request, exc.message, messages.ERROR)
-            supply = IncomingSupply.objects.get(
-                reference=obj.reference, location=obj.location, item=obj.item
-            )
+            supply = IncomingSupply.objects.get(reference=obj.reference, location=obj.location, item=obj.item)
         for f in IncomingSupply._meta.concrete_fields:
             setattr(obj, f.attname, getattr(supply, f.attname))
         obj._state.adding = False
@@ -394,22 +382,16 @@ class IncomingSupplyAdmin(admin.ModelAdmin):
         received, failed = 0, []
         for supply in queryset.filter(status=IncomingSupply.Status.OPEN).order_by("pk"):
             try:
-                services.supply_receive(
-                    supply_id=supply.pk, quantity=supply.quantity_open, actor=actor
-                )
+                services.supply_receive(supply_id=supply.pk, quantity=supply.quantity_open, actor=actor)
                 received += 1
             except DomainError as exc:
                 failed.append(f"{supply.reference}: {exc.message}")
         if received:
-            self.message_user(
-                request, f"Received {received} supply line(s) into stock.", messages.SUCCESS
-            )
+            self.message_user(request, f"Received {received} supply line(s) into stock.", messages.SUCCESS)
         for failure in failed:
             self.message_user(request, failure, messages.ERROR)
         if not received and not failed:
-            self.message_user(
-                request, "Nothing open to receive in the selection.", messages.WARNING
-            )
+            self.message_user(request, "Nothing open to receive in the selection.", messages.WARNING)
 
 
 class ReservationLineInline(admin.TabularInline):

@@ -220,9 +220,7 @@ def _upsert(
             _add(result.errors, f"row {number}: {key} is required")
             continue
         if code in seen:
-            _add(
-                result.errors, f"row {number}: duplicate {key} '{code}' (also on row {seen[code]})"
-            )
+            _add(result.errors, f"row {number}: duplicate {key} '{code}' (also on row {seen[code]})")
             continue
         seen[code] = number
         obj = existing.get(code) or model(**{key: code})
@@ -264,9 +262,7 @@ def _upsert(
                 model.objects.bulk_update(updates, updating, batch_size=BATCH)
     except IntegrityError:
         # Another import created one of these keys since we read them: nothing was written.
-        result.errors.append(
-            "a concurrent change touched the same rows; nothing was imported, try again"
-        )
+        result.errors.append("a concurrent change touched the same rows; nothing was imported, try again")
         return result
     result.created, result.updated = len(creates), len(updates)
     log.info(
@@ -330,9 +326,7 @@ def import_locations_csv(file, actor: Actor) -> ImportResult:
 
 
 def import_items_csv(file, actor: Actor) -> ImportResult:
-    return _upsert(
-        file, model=Item, key="sku", columns=ITEM_COLUMNS, required=ITEM_REQUIRED, actor=actor
-    )
+    return _upsert(file, model=Item, key="sku", columns=ITEM_COLUMNS, required=ITEM_REQUIRED, actor=actor)
 
 
 # --- Stock: absolute counts through the snapshot service -----------------------------------------
@@ -350,9 +344,7 @@ def import_stock_csv(file, actor: Actor) -> ImportResult:
     locations = Location.objects.in_bulk(codes, field_name="code")
     items: dict[str, int] = {}
     for start in range(0, len(skus), CHUNK):  # stay under the database's parameter limit
-        items.update(
-            Item.objects.filter(sku__in=skus[start : start + CHUNK]).values_list("sku", "id")
-        )
+        items.update(Item.objects.filter(sku__in=skus[start : start + CHUNK]).values_list("sku", "id"))
     # Counts below what orders hold are refused by the service; find them here to name the row.
     reserved = {
         (loc, sku): r
@@ -387,9 +379,7 @@ def import_stock_csv(file, actor: Actor) -> ImportResult:
                 problems.append(f"{column} {exc}")
         held = reserved.get((code, sku), 0)
         if values.get("on_hand") is not None and values["on_hand"] < held:
-            problems.append(
-                f"on_hand {values['on_hand']} is below the {held} units reserved for orders"
-            )
+            problems.append(f"on_hand {values['on_hand']} is below the {held} units reserved for orders")
         if (code, sku) in seen:
             problems.append(f"duplicate of row {seen[(code, sku)]}")
         if problems:
@@ -430,10 +420,6 @@ SAMPLES = {
     "40.735700,-74.172400,ship,true,10,5000,4.50,America/New_York,16:00,true\n"
     "STORE-SOHO,SoHo store,store,120 Prince St,New York,NY,10012,US,"
     "40.725000,-73.999000,ship;pickup;curbside,true,50,200,6.00,America/New_York,14:00,true\n",
-    "item": "sku,name,active,weight_grams\n"
-    "TSHIRT-BLK-M,Black T-shirt M,true,180\n"
-    "MUG-WHT,White mug,true,350\n",
-    "stock": "location,sku,on_hand,safety_stock\n"
-    "DC-EAST,TSHIRT-BLK-M,120,5\n"
-    "STORE-SOHO,TSHIRT-BLK-M,8,\n",
+    "item": "sku,name,active,weight_grams\nTSHIRT-BLK-M,Black T-shirt M,true,180\nMUG-WHT,White mug,true,350\n",
+    "stock": "location,sku,on_hand,safety_stock\nDC-EAST,TSHIRT-BLK-M,120,5\nSTORE-SOHO,TSHIRT-BLK-M,8,\n",
 }

@@ -74,11 +74,30 @@ class Location(models.Model):
     )
     accepts_returns = models.BooleanField(default=False)
 
+    class Connector(models.TextChoices):
+        QUEUE = "queue", "Work queue (store app / API polling)"
+        WEBHOOK = "webhook", "Webhook partner (3PL, WMS, dropship vendor)"
+
+    connector = models.CharField(
+        max_length=10,
+        choices=Connector.choices,
+        default=Connector.QUEUE,
+        help_text="How fulfilments reach this location.",
+    )
+    partner_url = models.URLField(max_length=500, blank=True, help_text="Webhook partners: where requests go.")
+    partner_secret = models.CharField(max_length=200, blank=True, help_text="Signs requests (X-OMS-Signature).")
+
     class Meta:
         ordering = ["code"]
 
     def __str__(self) -> str:
         return f"{self.code} · {self.name}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.connector == self.Connector.WEBHOOK and not (self.partner_url and self.partner_secret):
+            raise ValidationError({"partner_url": "A webhook partner needs a URL and a secret."})
 
     def can(self, capability: str) -> bool:
         return capability in self.capabilities

@@ -424,6 +424,10 @@ class Fulfillment(FSMModelMixin, models.Model):
     def __str__(self) -> str:
         return f"F{self.pk} {self.order_id}@{self.location_id} ({self.status})"
 
+    @transition(field=status, source=FulfillmentStatus.CREATED, target=FulfillmentStatus.SENT)
+    def send(self) -> None:
+        """The partner has the request (it answered 2xx)."""
+
     @transition(
         field=status, source=[FulfillmentStatus.CREATED, FulfillmentStatus.SENT], target=FulfillmentStatus.ACCEPTED
     )

@@ -861,6 +861,9 @@ def order_apply_routing(
         FulfillmentLine.objects.bulk_create(
             [FulfillmentLine(fulfillment=fulfillment, line_id=line_id, quantity=q) for line_id, q in per_line.items()]
         )
+        if fulfillment.location.connector == Location.Connector.WEBHOOK:
+            # Delivered by a worker through the outbox: retried, dead-lettered, never lost.
+            outbox_enqueue_task("orders.send_fulfillment", fulfillment_id=fulfillment.pk)
         created.append(
             {
                 "fulfillment": fulfillment.pk,
@@ -1144,3 +1147,45 @@ def _complete_if_done(order: Order, actor: Actor) -> None:
         order.complete()
         order.save(update_fields=["status", "updated_at"])
         events.order_completed(order, actor)
+
+
+# --- Partner connector ------------------------------------------------------------------------
+
+
+def fulfillment_request(fulfillment: Fulfillment) -> dict:
+    """What a partner receives for a fulfilment (also its own record of the request)."""
+    order = fulfillment.order
+    return {
+        "fulfillment": fulfillment.pk,
+        "order": order.number,
+        "channel": order.channel.code,
+        "location": fulfillment.location.code,
+        "method": order.fulfillment_method,
+        "transfer_to": fulfillment.transfer_to.code if fulfillment.transfer_to else None,
+        "ship_to": None
+        if order.is_pickup
+        else {
+            "name": order.ship_name,
+            "line1": order.ship_line1,
+            "line2": order.ship_line2,
+            "city": order.ship_city,
+            "region": order.ship_region,
+            "postal_code": order.ship_postal_code,
+            "country": order.ship_country,
+        },
+        "shipping_method": order.shipping_method,
+        "lines": [
+            {"line_id": fl.line_id, "sku": fl.line.sku, "quantity": fl.quantity} for fl in fulfillment.lines.all()
+        ],
+    }
+
+
+@transaction.atomic
+def fulfillment_mark_sent(*, fulfillment_id: int, actor: Actor) -> Fulfillment:
+    """The partner acknowledged the request. Idempotent: a later status is left as it is."""
+    order, fulfillment = _lock_order_and_fulfillment(fulfillment_id)
+    if fulfillment.status == FulfillmentStatus.CREATED:
+        fulfillment.send()
+        fulfillment.save(update_fields=["status", "updated_at"])
+        events.fulfillment_changed(order, actor, fulfillment=fulfillment, what="sent")
+    return fulfillment

@@ -92,17 +92,6 @@ class FulfillmentList(generics.ListAPIView):
         return qs
 
 
-class FulfillmentAccept(APIView):
-    required_scopes = SCOPES
-
-    @extend_schema(request=None, responses=FulfillmentSerializer)
-    @idempotent
-    def post(self, request, pk: int):
-        get_fulfillment(request, pk)
-        services.fulfillment_accept(fulfillment_id=pk, actor=Actor.from_request(request))
-        return Response(FulfillmentSerializer(get_fulfillment(request, pk)).data)
-
-
 class FulfillmentReject(APIView):
     required_scopes = SCOPES
 
@@ -168,6 +157,8 @@ class FulfillmentShip(APIView):
 
 
 def _simple_action(service_name: str):
+    """POST /fulfillments/{id}/<action>/ with no body: one service call, the fulfilment back."""
+
     class Action(APIView):
         required_scopes = SCOPES
 
@@ -182,6 +173,7 @@ def _simple_action(service_name: str):
     return Action
 
 
+FulfillmentAccept = _simple_action("fulfillment_accept")
 FulfillmentReadyForPickup = _simple_action("fulfillment_ready_for_pickup")
 FulfillmentPickedUp = _simple_action("fulfillment_picked_up")
 FulfillmentDeliver = _simple_action("fulfillment_deliver")

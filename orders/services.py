@@ -896,6 +896,22 @@ def fulfillment_accept(*, fulfillment_id: int, actor: Actor) -> Fulfillment:
     return fulfillment
 
 
+def _check_requested(fulfillment: Fulfillment, flines: dict, wanted: dict[int, int], verb: str) -> None:
+    """Each requested line must be in the fulfilment, for 1..its open units."""
+    for line_id, quantity in wanted.items():
+        fl = flines.get(line_id)
+        if fl is None:
+            raise ValidationFailed(
+                f"Line {line_id} is not in fulfilment {fulfillment.pk}.",
+                fields={"lines.line_id": "Not in this fulfilment."},
+            )
+        if quantity < 1 or quantity > fl.quantity_open:
+            raise ValidationFailed(
+                f"Line {line_id}: between 1 and {fl.quantity_open} unit(s) {verb}.",
+                fields={"lines.quantity": f"Between 1 and {fl.quantity_open}."},
+            )
+
+
 def _lock_order_and_fulfillment(fulfillment_id: int) -> tuple[Order, Fulfillment]:
     """Order first, then fulfilment: the lock order every order service uses (no deadlocks)."""
     number = Fulfillment.objects.filter(pk=fulfillment_id).values_list("order__number", flat=True).first()
@@ -919,18 +935,7 @@ def fulfillment_reject(
         raise ValidationFailed("A reason is required.", fields={"reason": "This field is required."})
     flines = {fl.line_id: fl for fl in fulfillment.lines.select_related("line")}
     wanted = {line_id: fl.quantity_open for line_id, fl in flines.items()} if lines is None else lines
-    for line_id, quantity in wanted.items():
-        fl = flines.get(line_id)
-        if fl is None:
-            raise ValidationFailed(
-                f"Line {line_id} is not in fulfilment {fulfillment.pk}.",
-                fields={"lines.line_id": "Not in this fulfilment."},
-            )
-        if quantity < 1 or quantity > fl.quantity_open:
-            raise ValidationFailed(
-                f"Line {line_id}: between 1 and {fl.quantity_open} unit(s) can be rejected.",
-                fields={"lines.quantity": f"Between 1 and {fl.quantity_open}."},
-            )
+    _check_requested(fulfillment, flines, wanted, "can be rejected")
     order_lines = {line.pk: line for line in _locked_lines(order)}
     released = []
     for line_id, quantity in wanted.items():
@@ -1003,18 +1008,7 @@ def _hand_over(
     )
     if not wanted:
         raise InvalidTransition(f"Fulfilment {fulfillment.pk} has nothing left to ship.")
-    for line_id, quantity in wanted.items():
-        fl = flines.get(line_id)
-        if fl is None:
-            raise ValidationFailed(
-                f"Line {line_id} is not in fulfilment {fulfillment.pk}.",
-                fields={"lines.line_id": "Not in this fulfilment."},
-            )
-        if quantity < 1 or quantity > fl.quantity_open:
-            raise ValidationFailed(
-                f"Line {line_id}: between 1 and {fl.quantity_open} unit(s) can ship.",
-                fields={"lines.quantity": f"Between 1 and {fl.quantity_open}."},
-            )
+    _check_requested(fulfillment, flines, wanted, "can ship")
     order_lines = {line.pk: line for line in _locked_lines(order)}
     moved, value = [], Decimal(0)
     stock_commit_shipment(

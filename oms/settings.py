@@ -209,3 +209,14 @@ WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", "10"))
 IDEMPOTENCY_TTL_HOURS = int(os.environ.get("IDEMPOTENCY_TTL_HOURS", "48"))
 # After this many location rejections an order goes to the sourcing exception queue.
 ROUTING_MAX_ATTEMPTS = int(os.environ.get("ROUTING_MAX_ATTEMPTS", "3"))
+
+# --- Payments and returns -----------------------------------------------------------------------
+# Unset: refunds go to the in-process sandbox gateway. Set (e.g. to `manage.py run_sandbox_gateway`'s
+# URL, or a real gateway speaking the same protocol): refunds go over HTTP.
+PAYMENT_GATEWAY_URL = os.environ.get("PAYMENT_GATEWAY_URL", "")
+PAYMENT_GATEWAY_API_KEY = os.environ.get("PAYMENT_GATEWAY_API_KEY", "")
+PAYMENT_GATEWAY_TIMEOUT_SECONDS = float(os.environ.get("PAYMENT_GATEWAY_TIMEOUT_SECONDS", "10"))
+# Gateway calls per refund before it is marked failed (retried with backoff in between).
+REFUND_MAX_ATTEMPTS = int(os.environ.get("REFUND_MAX_ATTEMPTS", "8"))
+# Appeasements an API key may issue without approval (people have per-role limits in the admin).
+APPEASEMENT_API_KEY_LIMIT = os.environ.get("APPEASEMENT_API_KEY_LIMIT", "0")

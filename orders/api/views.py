@@ -41,6 +41,7 @@ def order_detail_queryset(request):
             "fulfillments", Fulfillment.objects.select_related("location", "transfer_to").prefetch_related("lines")
         ),
         "routing_decisions",
+        "returns",
     )
 
 

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -147,13 +148,15 @@ class SendOutcome:
     detail: str = ""
 
 
-def refund_send(*, refund_id: int, final_attempt: bool = False) -> SendOutcome:
+def refund_send(*, refund_id: int) -> SendOutcome:
     """Call the gateway for one pending refund (no transaction held open while it answers).
-    Raises GatewayUnavailable for the caller to retry, unless this is the final attempt."""
+    Raises GatewayUnavailable for the caller to retry, until the refund's last attempt
+    (`REFUND_MAX_ATTEMPTS`), which marks it failed instead."""
     refund = Refund.objects.select_related("payment", "order").filter(pk=refund_id).first()
     if refund is None or refund.status != RefundStatus.PENDING:
         return SendOutcome("skipped")
     Refund.objects.filter(pk=refund_id).update(attempts=F("attempts") + 1)
+    final_attempt = refund.attempts + 1 >= settings.REFUND_MAX_ATTEMPTS
     request = RefundRequest(
         payment_reference=refund.payment.reference,
         payment_method=refund.payment.method,

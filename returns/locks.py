@@ -4,16 +4,14 @@ return, its lines, payments and refunds."""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
-
 from oms.errors import NotFound
 from orders.models import Order, OrderLine, Payment
 
-from .models import Appeasement, Refund, Return
+from .models import Appeasement, Return
 
 
 def order_for_update(*, pk: int | None = None, number: str | None = None) -> Order:
-    qs = Order.objects.select_for_update().select_related("channel", "customer", "pickup_location")
+    qs = Order.objects.select_for_update(of=("self",)).select_related("channel", "customer", "pickup_location")
     order = qs.filter(pk=pk).first() if pk is not None else qs.filter(number=number).first()
     if order is None:
         raise NotFound(f"No order {number or pk}.", fields={"order": "Unknown order."})
@@ -30,15 +28,15 @@ def return_for_update(pk: int) -> Return:
     if order_id is None:
         raise NotFound(f"No return {pk}.")
     order_for_update(pk=order_id)
-    return Return.objects.select_for_update().select_related("order__channel", "order__customer", "location").get(pk=pk)
+    return (
+        Return.objects.select_for_update(of=("self",))
+        .select_related("order__channel", "order__customer", "location")
+        .get(pk=pk)
+    )
 
 
 def payments_for_update(order: Order) -> list[Payment]:
     return list(Payment.objects.select_for_update().filter(order=order).order_by("pk"))
-
-
-def refunds_for_update(**filters) -> QuerySet[Refund]:
-    return Refund.objects.select_for_update().filter(**filters).order_by("pk")
 
 
 def appeasement_for_update(pk: int) -> Appeasement:
@@ -46,4 +44,4 @@ def appeasement_for_update(pk: int) -> Appeasement:
     if order_id is None:
         raise NotFound(f"No appeasement {pk}.")
     order_for_update(pk=order_id)
-    return Appeasement.objects.select_for_update().select_related("order__channel", "reason").get(pk=pk)
+    return Appeasement.objects.select_for_update(of=("self",)).select_related("order__channel", "reason").get(pk=pk)

@@ -198,7 +198,7 @@ def refund_record_outcome(
         raise NotFound(f"No refund {refund_id}.")
     order = order_for_update(pk=order_id)
     payments_for_update(order)  # the lock order: order, payments, then refunds
-    refund = Refund.objects.select_for_update().select_related("rma", "appeasement").get(pk=refund_id)
+    refund = Refund.objects.select_for_update(of=("self",)).select_related("rma", "appeasement").get(pk=refund_id)
     if refund.status != RefundStatus.PENDING:
         return refund
     refund.order = order
@@ -224,7 +224,7 @@ def refund_record_outcome(
             Return.objects.filter(pk=refund.rma_id).update(refund_amount=F("refund_amount") - refund.amount)
         events.refund_failed(refund, actor)
     if refund.rma_id:
-        rma = Return.objects.select_for_update().select_related("order__channel").get(pk=refund.rma_id)
+        rma = Return.objects.select_for_update(of=("self",)).select_related("order__channel").get(pk=refund.rma_id)
         settle_return(rma, actor)
     return refund
 
@@ -265,7 +265,7 @@ def refund_retry(*, refund_id: int, actor: Actor) -> Refund:
         raise NotFound(f"No refund {refund_id}.")
     order = order_for_update(pk=order_id)
     available = refundable_by_payment(payments_for_update(order))
-    old = Refund.objects.select_for_update().select_related("rma").get(pk=refund_id)
+    old = Refund.objects.select_for_update(of=("self",)).select_related("rma").get(pk=refund_id)
     if old.status != RefundStatus.FAILED or Refund.objects.filter(retry_of=old).exists():
         raise InvalidTransition(
             f"Refund {old.pk} is {old.status}; only a failed refund not yet retried can be retried."

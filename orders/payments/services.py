@@ -27,7 +27,7 @@ def payment_record_refund(
     order_id = Payment.objects.filter(pk=payment_id).values_list("order_id", flat=True).first()
     if order_id is None:
         raise NotFound(f"No payment {payment_id}.")
-    order = Order.objects.select_for_update().select_related("channel").get(pk=order_id)  # order first
+    order = Order.objects.select_for_update(of=("self",)).select_related("channel").get(pk=order_id)  # order first
     payment = Payment.objects.select_for_update().get(pk=payment_id)
     if amount <= 0:
         raise Conflict("A refund must be positive.", fields={"amount": "Must be > 0."})

@@ -40,7 +40,7 @@ def _units(lines: list[dict]) -> str:
 
 
 def return_created(rma: Return, actor: Actor, *, lines: list[dict], exchange: dict | None) -> OrderEvent:
-    message = f"Return {rma.number} ({rma.get_method_display().lower()}) requested: {_units(lines)}"
+    message = f"Return {rma.number} ({rma.method}) requested: {_units(lines)}"
     if rma.status == "authorised":
         message += "; authorised"
     if rma.window_overridden_by:

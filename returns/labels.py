@@ -7,6 +7,8 @@ carrier outside any transaction and records the label (or the failure) on the re
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Protocol
 
 from django.db import transaction
 
@@ -28,16 +30,33 @@ def label_request(rma: Return) -> None:
     outbox_enqueue_task(TASK, return_id=rma.pk)
 
 
-def carrier_adapter():
+@dataclass(frozen=True)
+class IssuedLabel:
+    carrier: str
+    tracking_number: str
+    url: str = ""
+
+
+class ReturnLabelProvider(Protocol):
+    """What a carrier adapter must offer for return labels: a label from the customer's
+    address (the order's shipping address) to the return's location."""
+
+    def create_return_label(self, *, rma: Return) -> IssuedLabel: ...
+
+
+def carrier_adapter() -> ReturnLabelProvider | None:
     """The carrier adapter that prints return labels, or None when none is installed.
 
-    SEAM: the `orders.carriers` package (Carrier model + adapter interface with
-    `create_label`) is being built separately; until it lands this returns None and the return
-    records that the label must be sent by hand."""
+    SEAM: the carrier adapters (`orders/carriers/`: a Carrier model and an adapter interface
+    with `create_label`) are being built on another branch. Wire them here: pick the carrier
+    for the return's location and wrap its `create_label` (ship-from the customer, ship-to
+    the return location) as a `ReturnLabelProvider`. Until then mail returns record
+    `label_status = unavailable` and the timeline says the label must be sent by hand."""
     return None
 
 
 def label_create(*, return_id: int) -> Return:
+    """The task body: ask the carrier for a label (outside any transaction), record the answer."""
     actor = Actor.for_task(TASK)
     rma = Return.objects.select_related("order", "location").get(pk=return_id)
     if rma.label_status != Return.LabelStatus.PENDING:
@@ -50,7 +69,19 @@ def label_create(*, return_id: int) -> Return:
             status=Return.LabelStatus.UNAVAILABLE,
             error="No carrier adapter installed: send the customer a label by hand.",
         )
-    raise NotImplementedError  # replaced when the carrier adapter lands
+    try:
+        label = adapter.create_return_label(rma=rma)
+    except Exception as exc:  # the carrier refused: recorded, visible, retryable by hand
+        log.warning("return label for %s failed: %s", rma.number, exc)
+        return _record(return_id, actor, status=Return.LabelStatus.FAILED, error=f"{exc.__class__.__name__}: {exc}")
+    return _record(
+        return_id,
+        actor,
+        status=Return.LabelStatus.ISSUED,
+        carrier=label.carrier[:50],
+        tracking_number=label.tracking_number[:100],
+        url=label.url[:500],
+    )
 
 
 @transaction.atomic

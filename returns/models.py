@@ -153,7 +153,7 @@ class Return(FSMModelMixin, ActorFields):
     """A return authorisation (RMA) for some shipped units of one order."""
 
     class Method(models.TextChoices):
-        MAIL = "mail", "Mail (return label)"
+        MAIL = "mail", "Mail"
         STORE = "store", "In store"
 
     class LabelStatus(models.TextChoices):

@@ -91,8 +91,8 @@ class ReceiveLineInput:
 class _Credit:
     """One receipt row's money."""
 
-    value: Decimal = Decimal(0)
-    deduction: Decimal = Decimal(0)
+    value: Decimal = Decimal("0.00")
+    deduction: Decimal = Decimal("0.00")
     why: str = ""
     merchant_fault: bool = False
     rows: list[dict] = field(default_factory=list)
@@ -549,7 +549,7 @@ def return_receive(
 
     # Money for this receipt.
     net = credit.value - credit.deduction
-    shipping = Decimal(0)
+    shipping = Decimal("0.00")
     if (
         credit.value > 0
         and order.shipping_total > 0

@@ -76,7 +76,7 @@ def test_return_two_of_three_restock_one_write_off_one_refund_under_policy(api, 
     assert (breakdown["goods"], breakdown["deductions"], breakdown["shipping"], breakdown["amount"]) == (
         "44.00",
         "13.20",
-        "0",
+        "0.00",
         "30.80",
     )
     [refund] = got["refunds"]

@@ -155,6 +155,12 @@ SPECTACULAR_SETTINGS = {
         "FulfillmentStatusEnum": "orders.models.FulfillmentStatus",
         "SupplyStatusEnum": "inventory.models.IncomingSupply.Status",
         "ReservationStatusEnum": "inventory.models.Reservation.Status",
+        "ReturnStatusEnum": "returns.models.ReturnStatus",
+        "RefundStatusEnum": "returns.models.RefundStatus",
+        "AppeasementStatusEnum": "returns.models.AppeasementStatus",
+        "ReturnMethodEnum": "returns.models.Return.Method",
+        "ReturnConditionEnum": "returns.models.Condition",
+        "ReturnDispositionEnum": "returns.models.Disposition",
     },
 }
 

@@ -21,7 +21,7 @@ from oms.idempotency import idempotent
 from orders.models import Order
 from returns import appeasements, services
 from returns.exchanges import ExchangeLineInput
-from returns.models import Appeasement, Refund, ReturnReason
+from returns.models import Appeasement, Refund, Return, ReturnReason
 from returns.selectors import return_detail_queryset
 
 from . import serializers as s
@@ -29,8 +29,8 @@ from . import serializers as s
 READ, WRITE = "orders:read", "returns:write"
 
 
-def return_queryset(request):
-    qs = return_detail_queryset()
+def return_queryset(request, *, detail: bool = True):
+    qs = return_detail_queryset() if detail else Return.objects.select_related("order__channel", "location")
     channel_id, location_id = bound_channel_id(request), bound_location_id(request)
     if channel_id:
         qs = qs.filter(order__channel_id=channel_id)
@@ -67,6 +67,11 @@ def visible_order(request, number: str) -> Order:
 
 
 class ReturnListCreate(generics.ListAPIView):
+    """List returns (filters below) or create one: `lines` of shipped units of the order, with a
+    reason code each; `method` mail (a return label is requested) or store; optional
+    `exchange_lines` create a linked exchange order. Quantities are limited to what shipped
+    less what is returned or on open returns."""
+
     serializer_class = s.ReturnListSerializer
     required_scopes = {"GET": READ, "POST": WRITE}
 
@@ -85,7 +90,7 @@ class ReturnListCreate(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        qs = return_queryset(self.request).order_by("-id")
+        qs = return_queryset(self.request, detail=False).order_by("-id")
         p = self.request.query_params
         if p.get("status"):
             qs = qs.filter(status__in=[x.strip() for x in p["status"].split(",") if x.strip()])
@@ -131,6 +136,9 @@ class ReturnListCreate(generics.ListAPIView):
 
 
 class ReturnDetail(APIView):
+    """A return by id or RMA number: lines, receipts with the refund breakdown, refunds,
+    exchange and label."""
+
     required_scopes = {"GET": READ}
 
     @extend_schema(responses=s.ReturnSerializer)
@@ -160,6 +168,11 @@ class _ReturnAction(APIView):
 
 
 class ReturnReceive(_ReturnAction):
+    """Goods arrived at a location that takes returns, inspected per unit: `sellable` goods are
+    restocked there by default (ledger, backorders re-routed), `damaged` written off; `wrong_item`
+    and `missing` are recorded. The refund for what came back is computed under the channel's
+    policy, recorded against the payments and sent to the gateway; a held exchange ships."""
+
     input_serializer = s.ReceiveSerializer
 
     @extend_schema(request=s.ReceiveSerializer, responses=s.ReturnSerializer)
@@ -181,6 +194,9 @@ class ReturnReceive(_ReturnAction):
 
 
 class ReturnCancel(_ReturnAction):
+    """Nothing came back and nothing will (requested, authorised or in transit); an exchange
+    order that has not shipped is cancelled and its stock released."""
+
     input_serializer = s.ReasonSerializer
 
     @extend_schema(request=s.ReasonSerializer, responses=s.ReturnSerializer)
@@ -192,6 +208,8 @@ class ReturnCancel(_ReturnAction):
 
 
 class ReturnReject(_ReturnAction):
+    """Refuse a requested return (e.g. outside policy), with a reason."""
+
     input_serializer = s.ReasonSerializer
 
     @extend_schema(request=s.ReasonSerializer, responses=s.ReturnSerializer)
@@ -203,6 +221,9 @@ class ReturnReject(_ReturnAction):
 
 
 class ReturnClose(_ReturnAction):
+    """Stop waiting for a partly received return (what is still expected is released), or give
+    up on a failed refund."""
+
     input_serializer = s.ReasonSerializer
 
     @extend_schema(request=s.ReasonSerializer, responses=s.ReturnSerializer)
@@ -214,6 +235,8 @@ class ReturnClose(_ReturnAction):
 
 
 class ReturnAuthorise(_ReturnAction):
+    """Authorise a requested return (channels whose policy does not authorise automatically)."""
+
     @extend_schema(request=None, responses=s.ReturnSerializer)
     def post(self, request, ref: str):
         return super().post(request, ref)
@@ -223,6 +246,8 @@ class ReturnAuthorise(_ReturnAction):
 
 
 class ReturnInTransit(_ReturnAction):
+    """The parcel is on its way back (a carrier scan or the customer's drop-off)."""
+
     input_serializer = s.InTransitSerializer
 
     @extend_schema(request=s.InTransitSerializer, responses=s.ReturnSerializer)
@@ -239,6 +264,8 @@ class ReturnInTransit(_ReturnAction):
 
 
 class ReturnReasonList(generics.ListAPIView):
+    """The active return reason codes."""
+
     serializer_class = s.ReasonOutSerializer
     required_scopes = {"GET": READ}
     pagination_class = None
@@ -257,6 +284,8 @@ def appeasement_queryset(request):
 
 
 class AppeasementListCreate(generics.ListAPIView):
+    """Appeasements: a goodwill refund or store credit on an order, without a return."""
+
     serializer_class = s.AppeasementSerializer
     required_scopes = {"GET": READ, "POST": WRITE}
 

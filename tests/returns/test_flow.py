@@ -295,3 +295,32 @@ def test_restock_releases_backorders_waiting_for_the_sku(api, shipped, order_bod
     )
     assert api.get(f"/api/v1/orders/{waiting['number']}/").json()["status"] == "allocated"
     assert on_hand("DC1", "A") == (1, 1)
+
+
+def test_list_filters_and_query_counts(api, shipped, web_policy, django_assert_max_num_queries):
+    a, b = line_of(shipped, "A"), line_of(shipped, "B")
+    made = []
+    for line, quantity in ((a, 1), (a, 1), (b, 1)):
+        made.append(
+            api.post(
+                "/api/v1/returns/",
+                {
+                    "order": shipped["number"],
+                    "method": "store",
+                    "lines": [{"line_id": line["id"], "quantity": quantity, "reason": "changed_mind"}],
+                },
+                format="json",
+            ).json()
+        )
+    api.post(f"/api/v1/returns/{made[0]['id']}/cancel/", {"reason": "kept"}, format="json")
+    with django_assert_max_num_queries(4):  # key, count, page (no per-row queries)
+        listed = api.get("/api/v1/returns/").json()
+    assert [r["number"] for r in listed["results"]] == [m["number"] for m in reversed(made)]
+    statuses = api.get("/api/v1/returns/?status=authorised").json()["results"]
+    assert [r["number"] for r in statuses] == [made[2]["number"], made[1]["number"]]
+    assert api.get(f"/api/v1/returns/?order={shipped['number']}&method=mail").json()["count"] == 0
+    with django_assert_max_num_queries(8):
+        detail = api.get(f"/api/v1/returns/{made[1]['number']}/").json()
+    assert detail["id"] == made[1]["id"] and detail["lines"][0]["sku"] == "A"
+    reasons = api.get("/api/v1/return-reasons/").json()
+    assert {"code": "defective", "name": "Defective or faulty", "merchant_fault": True} in reasons

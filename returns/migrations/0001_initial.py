@@ -10,6 +10,12 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+def seed_defaults(apps, schema_editor):
+    from returns.defaults import ensure_defaults
+
+    ensure_defaults(apps)
+
+
 class Migration(migrations.Migration):
 
     initial = True
@@ -260,4 +266,6 @@ class Migration(migrations.Migration):
             model_name='returnreceiptline',
             constraint=models.CheckConstraint(condition=models.Q(('quantity__gte', 1)), name='receipt_line_quantity_gte_1'),
         ),
+        # Starting configuration a merchant then edits: reason codes, the default policy, limits.
+        migrations.RunPython(seed_defaults, migrations.RunPython.noop),
     ]

@@ -324,3 +324,19 @@ def test_list_filters_and_query_counts(api, shipped, web_policy, django_assert_m
     assert detail["id"] == made[1]["id"] and detail["lines"][0]["sku"] == "A"
     reasons = api.get("/api/v1/return-reasons/").json()
     assert {"code": "defective", "name": "Defective or faulty", "merchant_fault": True} in reasons
+
+
+def test_create_is_idempotent_and_returnable_counts_open_returns(api, shipped, web_policy):
+    from returns.selectors import returnable
+
+    a = line_of(shipped, "A")
+    body = {"order": shipped["number"], "method": "mail", "lines": [{"line_id": a["id"], "quantity": 2, "reason": "x"}]}
+    body["lines"][0]["reason"] = "changed_mind"
+    first = api.post("/api/v1/returns/", body, format="json", HTTP_IDEMPOTENCY_KEY="rma-1")
+    again = api.post("/api/v1/returns/", body, format="json", HTTP_IDEMPOTENCY_KEY="rma-1")
+    assert first.status_code == again.status_code == 201 and first.content == again.content
+    assert again["Idempotent-Replayed"] == "true" and Return.objects.count() == 1
+    other = api.post("/api/v1/returns/", {**body, "method": "store"}, format="json", HTTP_IDEMPOTENCY_KEY="rma-1")
+    assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_mismatch"
+    line = OrderLine.objects.get(pk=a["id"])
+    assert returnable([line]) == {line.pk: 1}  # 3 shipped, 2 on the open return

@@ -13,7 +13,7 @@ from oms.outbox import outbox_publish_event
 from orders.events import order_summary
 from orders.models import Order, OrderEvent
 
-from .models import Appeasement, Refund, Return
+from .models import Appeasement, Refund, Return, ReturnStatus
 
 
 def return_summary(rma: Return) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def _units(lines: list[dict]) -> str:
 
 def return_created(rma: Return, actor: Actor, *, lines: list[dict], exchange: dict | None) -> OrderEvent:
     message = f"Return {rma.number} ({rma.method}) requested: {_units(lines)}"
-    if rma.status == "authorised":
+    if rma.status == ReturnStatus.AUTHORISED:
         message += "; authorised"
     if rma.window_overridden_by:
         message += f"; window overridden by {rma.window_overridden_by}: {rma.window_override_reason}"

@@ -20,7 +20,7 @@ from django.utils import timezone
 from inventory.models import Item, Location, LocationType, MovementReason
 from inventory.services import Adjustment, stock_adjust
 from oms.actor import Actor
-from oms.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
+from oms.errors import Conflict, InvalidTransition, ValidationFailed
 from orders.models import Order, OrderLine
 from orders.services import PaymentInput
 
@@ -547,7 +547,60 @@ def return_receive(
             source="returns",
         )
 
-    # Money for this receipt.
+    complete = all(rl.quantity_outstanding == 0 for rl in return_lines.values())
+    amount, applied, breakdown = _receipt_refund(
+        rma,
+        receipt,
+        credit,
+        policy=policy,
+        complete=complete,
+        override=override,
+        override_reason=override_reason,
+        actor=actor,
+    )
+    issue_refunds(order=order, amount=amount, actor=actor, breakdown=breakdown, rma=rma, receipt=receipt)
+
+    rma.refund_amount += amount
+    rma.exchange_credit_applied += applied
+    rma.receive()
+    if complete:
+        rma.inspect()
+    rma.save(update_fields=["status", "refund_amount", "exchange_credit_applied", "updated_at"])
+    if any(row.condition in CAME_BACK for row in lines):
+        exchanges.exchange_release(rma, actor)
+    events.return_received(
+        rma,
+        actor,
+        location=at.code,
+        lines=credit.rows,
+        refund={
+            "amount": str(amount),
+            "currency": order.currency,
+            "computed": breakdown["computed"],
+            "shipping": breakdown["shipping"],
+            "deductions": breakdown["deductions"],
+        },
+    )
+    settle_return(rma, actor)
+    return rma
+
+
+def _receipt_refund(
+    rma: Return,
+    receipt: ReturnReceipt,
+    credit: _Credit,
+    *,
+    policy,
+    complete: bool,
+    override: Decimal | None,
+    override_reason: str,
+    actor: Actor,
+) -> tuple[Decimal, Decimal, dict]:
+    """The refund for one receipt: the goods' value less what policy keeps, plus shipping when
+    the policy says so, less the exchange credit still open; capped by what the payments can
+    refund, unless a supervisor set it (then above the cap is refused). Returns (amount,
+    exchange credit applied, breakdown) and records the breakdown on the receipt."""
+    order = rma.order
     net = credit.value - credit.deduction
     shipping = Decimal("0.00")
     if (
@@ -560,7 +613,8 @@ def return_receive(
         )
     ):
         shipping = order.shipping_total
-    applied = min(rma.exchange_credit - rma.exchange_credit_applied, net)
+    open_credit = rma.exchange_credit - rma.exchange_credit_applied
+    applied = min(open_credit, net)
     computed = net + shipping - applied
     available = refundable_total(order)
     if override is not None and override > available:
@@ -587,45 +641,13 @@ def return_receive(
             "refund_shipping": policy.refund_shipping,
         },
     }
-    complete = all(rl.quantity_outstanding == 0 for rl in return_lines.values())
-    if complete and rma.exchange_credit - rma.exchange_credit_applied - applied > 0:
+    if complete and open_credit - applied > 0:
         # The exchange was worth more than what came back in a refundable state.
-        breakdown["exchange_credit_not_covered"] = str(rma.exchange_credit - rma.exchange_credit_applied - applied)
+        breakdown["exchange_credit_not_covered"] = str(open_credit - applied)
     if override is not None:
         breakdown["override"] = {"by": actor.label, "reason": override_reason.strip()[:300]}
     elif amount < computed:
         breakdown["not_refundable"] = str(computed - amount)  # more than the payments can give back
     receipt.refund_breakdown, receipt.shipping_refund = breakdown, shipping
     receipt.save(update_fields=["refund_breakdown", "shipping_refund"])
-    issue_refunds(order=order, amount=amount, actor=actor, breakdown=breakdown, rma=rma, receipt=receipt)
-
-    rma.refund_amount += amount
-    rma.exchange_credit_applied += applied
-    rma.receive()
-    if complete:
-        rma.inspect()
-    rma.save(update_fields=["status", "refund_amount", "exchange_credit_applied", "updated_at"])
-    if any(row.condition in CAME_BACK for row in lines):
-        exchanges.exchange_release(rma, actor)
-    events.return_received(
-        rma,
-        actor,
-        location=at.code,
-        lines=credit.rows,
-        refund={
-            "amount": str(amount),
-            "currency": order.currency,
-            "computed": str(computed),
-            "shipping": str(shipping),
-            "deductions": str(credit.deduction),
-        },
-    )
-    settle_return(rma, actor)
-    return rma
-
-
-def get_return(*, return_id: int) -> Return:
-    rma = Return.objects.filter(pk=return_id).first()
-    if rma is None:
-        raise NotFound(f"No return {return_id}.")
-    return rma
+    return amount, applied, breakdown

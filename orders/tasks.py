@@ -1,8 +1,11 @@
-"""Partner connector: send a fulfilment request to a webhook partner (3PL, WMS, dropship vendor).
+"""Partner connector and carrier tracking.
 
-Started from the outbox, so a failure raises and the outbox retries with backoff, then
-dead-letters (visible and retryable in the admin). The partner de-duplicates on
+`send_fulfillment` sends a fulfilment request to a webhook partner (3PL, WMS, dropship
+vendor). Started from the outbox, so a failure raises and the outbox retries with backoff,
+then dead-letters (visible and retryable in the admin). The partner de-duplicates on
 `Idempotency-Key`; the request is signed like our webhooks.
+
+`poll_tracking` (beat) asks carriers where the parcels in transit are.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from oms.actor import Actor
 from oms.webhooks import sign
 
 from . import services
+from .carriers.services import tracking_poll
 from .models import Fulfillment
 
 
@@ -56,3 +60,14 @@ def send_fulfillment(fulfillment_id: int) -> None:
     if not 200 <= status < 300:
         raise PartnerRefused(f"{location.code} answered HTTP {status}")
     services.fulfillment_mark_sent(fulfillment_id=fulfillment.pk, actor=Actor.for_task("orders.send_fulfillment"))
+
+
+@shared_task(name="orders.poll_tracking", ignore_result=True)
+def poll_tracking() -> dict:
+    summary = tracking_poll()
+    return {
+        "polled": summary.polled,
+        "recorded": summary.recorded,
+        "changed": summary.changed,
+        "failed": summary.failed,
+    }

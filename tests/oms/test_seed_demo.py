@@ -70,7 +70,18 @@ def test_ensure_groups_is_idempotent_with_expected_permissions(db):
         "stockmovement",
         "reservation",
     ]
-    order_models = ["order", "orderline", "allocation", "payment", "orderhold", "orderevent", "customer", "holdrule"]
+    order_models = [
+        "order",
+        "orderline",
+        "allocation",
+        "payment",
+        "orderhold",
+        "orderevent",
+        "customer",
+        "holdrule",
+        "shipment",
+        "trackingevent",
+    ]
     view_all = {f"inventory.view_{m}" for m in models} | {f"orders.view_{m}" for m in order_models}
     view_all |= {"orders.change_order"}
     assert perms(CSR) == view_all
@@ -83,6 +94,7 @@ def test_ensure_groups_is_idempotent_with_expected_permissions(db):
         "inventory.incomingsupply",
         "oms.apikey",
         "orders.holdrule",
+        "orders.carrier",
     ]
     expected = view_all | {
         f"{app}.{action}_{model}"

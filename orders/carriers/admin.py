@@ -26,6 +26,7 @@ SECRET_FIELDS = ("api_key", "webhook_secret")
 
 
 class CarrierForm(forms.ModelForm):
+    base_url = forms.URLField(max_length=300, assume_scheme="https", help_text="The carrier API's base URL.")
     services = forms.CharField(
         required=False,
         help_text="Service levels offered, comma-separated, e.g. ground, express. The first is the default.",

@@ -555,13 +555,23 @@ class Shipment(FSMModelMixin, models.Model):
         """The OMS bought this label (so it can void or replace it)."""
         return bool(self.label_data)
 
-    # Carriers report; these only record what they said. Delivered and voided are final.
-    @transition(field=tracking_status, source=TRACKED, target=RETURN_VALUE(*CARRIER_STATUSES))
+    # Carriers report; these only record what they said. Delivered and voided are final, and
+    # nothing goes back to "label created".
+    @transition(
+        field=tracking_status,
+        source=TRACKED,
+        target=RETURN_VALUE(
+            TrackingStatus.IN_TRANSIT,
+            TrackingStatus.OUT_FOR_DELIVERY,
+            TrackingStatus.DELIVERED,
+            TrackingStatus.EXCEPTION,
+        ),
+    )
     def track(self, status: str) -> str:
         """The carrier's latest event says where the parcel is."""
         return status
 
-    @transition(field=tracking_status, source=TRACKED, target=TrackingStatus.VOIDED)
+    @transition(field=tracking_status, source=TrackingStatus.LABEL_CREATED, target=TrackingStatus.VOIDED)
     def void_label(self) -> None:
         """The carrier cancelled the label (the parcel never moved)."""
 

@@ -183,7 +183,7 @@ def _pdf_escape(text: str) -> str:
 def pdf_label(lines: list[str]) -> bytes:
     """A one-page 4×6 in PDF with the label's lines of text."""
     text = " ".join(f"({_pdf_escape(line)}) Tj T*" for line in lines)
-    stream = f"BT /F1 13 Tf 16 TL 24 400 Td {text} ET".encode("latin-1")
+    stream = f"BT /F1 11 Tf 15 TL 20 400 Td {text} ET 12 12 264 408 re S".encode("latin-1")
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
@@ -305,14 +305,21 @@ class SandboxCarrier:
         tracking_number = make_tracking_number(scenario_for(str(ship_to["postal_code"])), int(created * 1000), sequence)
         amount, _ = rate_for(service, weight, str(ship_from["postal_code"]), str(ship_to["postal_code"]))
         lines = [
-            f"SANDBOX {service.upper()}",
-            f"FROM: {ship_from.get('name', '')}, {_place(ship_from)} {ship_from['postal_code']}",
+            f"SANDBOX PARCEL - {service.upper()}",
+            "",
+            f"FROM: {ship_from.get('name', '')}",
+            f"{_place(ship_from)} {ship_from['postal_code']}",
+            "",
             f"TO: {ship_to.get('name', '')}",
-            f"{ship_to['line1']} {ship_to.get('line2', '')}".strip(),
+            ship_to["line1"],
+            *([ship_to["line2"]] if ship_to.get("line2") else []),
             f"{_place(ship_to)} {ship_to['postal_code']} {ship_to['country']}",
-            f"REF: {body.get('reference', '')}",
-            f"TRACKING: {tracking_number}",
+            "",
+            f"{weight} g   REF: {body.get('reference', '')}",
+            "TRACKING:",
+            tracking_number,
         ]
+        lines = [line[:40] for line in lines]
         document = pdf_label(lines) if label_format == "pdf" else zpl_label(lines, tracking_number)
         with self._lock:
             self.labels[tracking_number] = _LabelRecord(

@@ -238,11 +238,20 @@ def shipment_void_label(*, shipment_id: int, actor: Actor) -> Shipment:
     with transaction.atomic():
         order, fulfillment = _lock_order_and_fulfillment(shipment.fulfillment_id)
         shipment = Shipment.objects.select_for_update().get(pk=shipment_id)
-        if shipment.tracking_status in TRACKED:  # the carrier voided it: that settles it
-            shipment.void_label()
-            shipment.next_tracking_check_at = None
-            shipment.save(update_fields=["tracking_status", "next_tracking_check_at"])
-            events.shipment_label(order, actor, fulfillment=fulfillment, shipment=shipment, what="voided")
+        if shipment.tracking_status != TrackingStatus.LABEL_CREATED:  # scanned between our check and the void
+            log.error(
+                "label %s voided by the carrier while tracking says %s",
+                shipment.tracking_number,
+                shipment.tracking_status,
+            )
+            raise Conflict(
+                f"{shipment.carrier} voided {shipment.tracking_number}, but tracking meanwhile says "
+                f"{shipment.tracking_status}; check the parcel with the carrier."
+            )
+        shipment.void_label()
+        shipment.next_tracking_check_at = None
+        shipment.save(update_fields=["tracking_status", "next_tracking_check_at"])
+        events.shipment_label(order, actor, fulfillment=fulfillment, shipment=shipment, what="voided")
     return shipment
 
 
@@ -356,7 +365,7 @@ def shipment_record_tracking(
     latest = _latest(list(TrackingEvent.objects.filter(shipment=shipment, tracking_number=shipment.tracking_number)))
     if (
         latest is None
-        or latest.status == shipment.tracking_status
+        or latest.status in (shipment.tracking_status, TrackingStatus.LABEL_CREATED)  # never back to the start
         or shipment.tracking_status == TrackingStatus.DELIVERED
     ):
         return outcome

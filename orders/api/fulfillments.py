@@ -160,7 +160,17 @@ def _merge_lines(rows) -> dict[int, int] | None:
 class FulfillmentShip(APIView):
     required_scopes = SCOPES
 
-    @extend_schema(request=ShipSerializer, responses=FulfillmentSerializer)
+    @extend_schema(
+        request=ShipSerializer,
+        responses=FulfillmentSerializer,
+        description=(
+            "Ship all of the fulfilment or some `lines`. With `tracking_number`: your own label; a `carrier` "
+            "that is a configured carrier's code (GET /api/v1/carriers/) is then tracked by the OMS, any other "
+            "is recorded as given. Without `tracking_number`: the OMS buys the label from the configured "
+            "`carrier` (`service`, `label_format`) and returns it under `shipments[].label_url`. "
+            "A repeated `reference` returns the same shipment."
+        ),
+    )
     @idempotent
     def post(self, request, pk: int):
         get_fulfillment(request, pk)

@@ -46,7 +46,18 @@ def _perms(actions: tuple[str, ...], models: tuple[str, ...]) -> frozenset[str]:
     return frozenset(out)
 
 
-ORDER_MODELS = ("order", "orderline", "allocation", "payment", "orderhold", "orderevent", "customer", "holdrule")
+ORDER_MODELS = (
+    "order",
+    "orderline",
+    "allocation",
+    "payment",
+    "orderhold",
+    "orderevent",
+    "customer",
+    "holdrule",
+    "shipment",
+    "trackingevent",
+)
 
 RETURN_MODELS = (
     "return",
@@ -88,7 +99,8 @@ _SUPERVISOR_RETURNS = {
 GROUP_PERMISSIONS: dict[str, frozenset[str]] = {
     CSR: _CSR_PERMS,
     SUPERVISOR: _CSR_PERMS | {"inventory.change_stock"} | _SUPERVISOR_RETURNS,
-    MERCHANT: _CSR_PERMS | _perms(("add", "change", "view"), (*MERCHANT_MANAGED, "orders.holdrule", *RETURN_CONFIG)),
+    MERCHANT: _CSR_PERMS
+    | _perms(("add", "change", "view"), (*MERCHANT_MANAGED, "orders.holdrule", "orders.carrier", *RETURN_CONFIG)),
 }
 
 

@@ -13,14 +13,17 @@ confirmation page asking for the reason:
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import Q, QuerySet
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from oms.actor import Actor
@@ -286,7 +289,19 @@ class ReturnAdmin(ConfirmedActionsMixin, ReadOnlyModelAdmin):
         ),
         ("Policy", {"fields": ["window_days", "window_overridden_by", "window_override_reason", "rejection_reason"]}),
         ("Money", {"fields": ["refund_amount", "exchange_link", "exchange_credit", "exchange_credit_applied"]}),
-        ("Label", {"fields": ["label_status", "label_carrier", "label_tracking_number", "label_url", "label_error"]}),
+        (
+            "Label",
+            {
+                "fields": [
+                    "label_status",
+                    "label_carrier",
+                    "label_service",
+                    "label_tracking_number",
+                    "label_link",
+                    "label_error",
+                ]
+            },
+        ),
         ("Timeline", {"fields": ["timeline"]}),
     ]
     readonly_fields = [name for _, options in fieldsets for name in options["fields"]]
@@ -318,6 +333,24 @@ class ReturnAdmin(ConfirmedActionsMixin, ReadOnlyModelAdmin):
             rma.exchange_order.number,
             extra,
         )
+
+    @admin.display(description="label")
+    def label_link(self, rma: Return):
+        if not rma.label_data:
+            return "—"
+        url = reverse("admin:returns_return_label", args=[rma.pk])
+        return format_html('<a href="{}">{} ({})</a>', url, rma.label_tracking_number, rma.label_format.upper())
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.label_view)
+        return [path("<int:pk>/label/", view, name="returns_return_label"), *super().get_urls()]
+
+    def label_view(self, request, pk: int):
+        rma = get_object_or_404(Return, pk=pk)
+        if not self.has_view_permission(request, rma) or not rma.label_data:
+            raise Http404
+        content_type = "application/pdf" if rma.label_format == "pdf" else "application/x-zpl"
+        return HttpResponse(base64.b64decode(rma.label_data), content_type=content_type)
 
     @admin.display(description="created by")
     def created_by(self, rma: Return) -> str:

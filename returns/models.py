@@ -97,6 +97,17 @@ class ReturnPolicy(models.Model):
         **PERCENT, default=Decimal(0), help_text="Kept from units the customer sends back damaged."
     )
     fee_free_exchanges = models.BooleanField(default=True, help_text="No restocking fee on a return with an exchange.")
+    return_carrier = models.ForeignKey(
+        "orders.Carrier",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who prints mail-return labels. Empty: the only active carrier, if there is exactly one.",
+    )
+    return_service = models.CharField(
+        max_length=50, blank=True, help_text="The carrier's service for return labels; empty: its default."
+    )
 
     class Meta:
         verbose_name_plural = "return policies"
@@ -161,7 +172,8 @@ class Return(FSMModelMixin, ActorFields):
         PENDING = "pending", "Requested"
         ISSUED = "issued", "Issued"
         FAILED = "failed", "Failed"
-        UNAVAILABLE = "unavailable", "No carrier adapter"
+        UNAVAILABLE = "unavailable", "No carrier for return labels"
+        VOIDED = "voided", "Voided"
 
     number = models.CharField(max_length=20, unique=True, editable=False)
     order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="returns")
@@ -193,8 +205,10 @@ class Return(FSMModelMixin, ActorFields):
     # Return label (mail returns), from the carrier adapter.
     label_status = models.CharField(max_length=12, choices=LabelStatus.choices, default=LabelStatus.NONE)
     label_carrier = models.CharField(max_length=50, blank=True)
+    label_service = models.CharField(max_length=50, blank=True)
     label_tracking_number = models.CharField(max_length=100, blank=True, db_index=True)
-    label_url = models.URLField(max_length=500, blank=True)
+    label_format = models.CharField(max_length=8, blank=True)
+    label_data = models.TextField(blank=True, help_text="The label document, base64.")
     label_error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -325,6 +325,7 @@ def return_reject(*, return_id: int, reason: str, actor: Actor) -> Return:
     rma.reject()
     rma.rejection_reason = reason
     rma.save(update_fields=["status", "rejection_reason", "updated_at"])
+    labels.label_void_request(rma)
     events.return_changed(rma, actor, what="rejected", message=f"Return {rma.number} rejected: {reason}")
     return rma
 
@@ -339,6 +340,7 @@ def return_cancel(*, return_id: int, reason: str, actor: Actor) -> Return:
     exchanges.exchange_cancel(rma, reason=f"Return {rma.number} cancelled: {reason}", actor=actor)
     rma.cancel()
     rma.save(update_fields=["status", "updated_at"])
+    labels.label_void_request(rma)
     events.return_changed(
         rma, actor, what="cancelled", message=f"Return {rma.number} cancelled: {reason}", data={"reason": reason}
     )

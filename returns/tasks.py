@@ -1,11 +1,12 @@
 """Background work for returns, started from the outbox: send a refund to the payment gateway
-(retried with backoff while the gateway is unreachable, then marked failed), and ask the
-carrier for a return label."""
+(retried with backoff while the gateway is unreachable, then marked failed); buy or void a
+return label with the carrier; and (beat) poll return labels to see parcels move."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
+from orders.carriers.adapters import CarrierUnavailable
 from orders.payments.gateway import GatewayUnavailable
 
 from . import labels, refunds
@@ -24,6 +25,22 @@ def send_refund(self, refund_id: int) -> str:
         raise self.retry(exc=exc, countdown=countdown, max_retries=None) from None
 
 
-@shared_task(name="returns.create_return_label", ignore_result=True, acks_late=True)
-def create_return_label(return_id: int) -> None:
-    labels.label_create(return_id=return_id)
+@shared_task(name="returns.create_return_label", bind=True, ignore_result=True, acks_late=True)
+def create_return_label(self, return_id: int) -> None:
+    try:
+        labels.label_create(return_id=return_id)
+    except CarrierUnavailable as exc:
+        if self.request.is_eager:
+            raise  # in-process: the outbox relay retries it with backoff
+        countdown = min(2 ** (self.request.retries + 1), 600)
+        raise self.retry(exc=exc, countdown=countdown, max_retries=8) from None
+
+
+@shared_task(name="returns.void_return_label", ignore_result=True, acks_late=True)
+def void_return_label(return_id: int) -> None:
+    labels.label_void(return_id=return_id)
+
+
+@shared_task(name="returns.poll_return_labels", ignore_result=True)
+def poll_return_labels() -> int:
+    return labels.labels_poll()

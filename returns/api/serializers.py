@@ -237,8 +237,9 @@ class ReturnSerializer(ReturnListSerializer):
         return {
             "status": rma.label_status,
             "carrier": rma.label_carrier,
+            "service": rma.label_service,
             "tracking_number": rma.label_tracking_number,
-            "url": rma.label_url,
+            "url": f"/api/v1/returns/{rma.pk}/label/" if rma.label_data else None,
             "error": rma.label_error,
         }
 

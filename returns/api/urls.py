@@ -11,6 +11,7 @@ urlpatterns = [
     path("returns/<str:ref>/in-transit/", views.ReturnInTransit.as_view(), name="return-in-transit"),
     path("returns/<str:ref>/receive/", views.ReturnReceive.as_view(), name="return-receive"),
     path("returns/<str:ref>/close/", views.ReturnClose.as_view(), name="return-close"),
+    path("returns/<str:ref>/label/", views.ReturnLabel.as_view(), name="return-label"),
     path("return-reasons/", views.ReturnReasonList.as_view(), name="return-reason-list"),
     path("appeasements/", views.AppeasementListCreate.as_view(), name="appeasement-list"),
 ]

@@ -6,8 +6,12 @@ expected or received at its location (or at any store) and receives only there."
 
 from __future__ import annotations
 
+import base64
+
 from django.db.models import Prefetch, Q
+from django.http import HttpResponse
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
@@ -261,6 +265,28 @@ class ReturnInTransit(_ReturnAction):
             tracking_number=data["tracking_number"],
             actor=Actor.from_request(request),
         )
+
+
+LABEL_CONTENT_TYPES = {"pdf": "application/pdf", "zpl": "application/x-zpl"}
+
+
+class ReturnLabel(APIView):
+    required_scopes = {"GET": READ}
+
+    @extend_schema(
+        responses={(200, "application/pdf"): OpenApiTypes.BINARY, (200, "application/x-zpl"): OpenApiTypes.BINARY}
+    )
+    def get(self, request, ref: str):
+        """The return label to send the customer (PDF or ZPL), once the carrier issued it."""
+        rma = get_return(request, ref)
+        if not rma.label_data:
+            raise NotFound(f"Return {rma.number} has no label ({rma.get_label_status_display().lower()}).")
+        response = HttpResponse(
+            base64.b64decode(rma.label_data),
+            content_type=LABEL_CONTENT_TYPES.get(rma.label_format, "application/octet-stream"),
+        )
+        response["Content-Disposition"] = f'inline; filename="return-{rma.number}.{rma.label_format}"'
+        return response
 
 
 class ReturnReasonList(generics.ListAPIView):

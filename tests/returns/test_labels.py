@@ -1,34 +1,52 @@
-"""Mail returns ask for a return label after commit; the carrier seam records what it answers."""
+"""Mail-return labels from the carrier adapter, against the real sandbox carrier (threads, HTTP):
+bought after commit, served as a document, voided when the return is cancelled, retried when
+the carrier is down, and polled so a moving parcel puts the return in transit."""
 
 import pytest
+from django.utils import timezone
 
-from returns import labels
-from returns.labels import IssuedLabel
+from inventory.models import Location
+from oms.models import OutboxMessage
+from oms.outbox import relay_outbox
+from orders.carriers.sandbox import HOUR, SandboxServer
+from orders.models import Carrier, OrderEvent
+from returns.labels import labels_poll
+from returns.models import Return, ReturnPolicy
 from tests.returns.conftest import line_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-class FakeCarrier:
-    def __init__(self, fail=False):
-        self.fail = fail
-        self.asked = []
-
-    def create_return_label(self, *, rma):
-        self.asked.append((rma.number, rma.location.code, rma.order.ship_postal_code))
-        if self.fail:
-            raise RuntimeError("address not serviceable")
-        return IssuedLabel(carrier="SANDBOX", tracking_number=f"RT{rma.pk:06d}", url="https://labels.example/1.pdf")
+@pytest.fixture
+def sandbox():
+    server = SandboxServer(port=0, api_keys=("oms-key",), speed=1).start()
+    yield server
+    server.stop()
 
 
-def mail_return(api, shipped, method="mail"):
+@pytest.fixture
+def carrier(sandbox, returns_network):
+    Location.objects.filter(code__in=["DC1", "STORE1"]).update(
+        address_line1="300 Raritan Center Pkwy", city="Edison", region="NJ", postal_code="08837"
+    )
+    return Carrier.objects.create(
+        code="SANDBOX",
+        name="Sandbox Express",
+        adapter="sandbox",
+        base_url=sandbox.url,
+        api_key="oms-key",
+        services=["ground", "express"],
+    )
+
+
+def mail_return(api, shipped, method="mail", quantity=1):
     a = line_of(shipped, "A")["id"]
     r = api.post(
         "/api/v1/returns/",
         {
             "order": shipped["number"],
             "method": method,
-            "lines": [{"line_id": a, "quantity": 1, "reason": "wrong_size"}],
+            "lines": [{"line_id": a, "quantity": quantity, "reason": "wrong_size"}],
         },
         format="json",
     )
@@ -36,25 +54,55 @@ def mail_return(api, shipped, method="mail"):
     return r.json()
 
 
-def test_label_from_the_carrier_adapter(api, shipped, monkeypatch):
-    carrier = FakeCarrier()
-    monkeypatch.setattr(labels, "carrier_adapter", lambda: carrier)
-    rma = mail_return(api, shipped)
-    assert rma["label"] == {
-        "status": "issued",
-        "carrier": "SANDBOX",
-        "tracking_number": f"RT{rma['id']:06d}",
-        "url": "https://labels.example/1.pdf",
-        "error": "",
-    }
-    assert carrier.asked == [(rma["number"], "DC1", "10001")]
+def test_label_bought_served_and_voided_on_cancel(api, shipped, carrier, sandbox):
+    rma = mail_return(api, shipped, quantity=2)
+    label = rma["label"]
+    assert (label["status"], label["carrier"], label["service"]) == ("issued", "SANDBOX", "ground")
+    assert label["tracking_number"].startswith("SBX") and label["url"] == f"/api/v1/returns/{rma['id']}/label/"
+    document = api.get(label["url"])
+    assert document.status_code == 200 and document["Content-Type"] == "application/pdf"
+    assert document.content.startswith(b"%PDF")
+    record = sandbox.carrier.labels[label["tracking_number"]]
+    assert not record.voided
     assert mail_return(api, shipped, method="store")["label"]["status"] == "none"  # store returns need none
-    assert len(carrier.asked) == 1
+
+    r = api.post(f"/api/v1/returns/{rma['id']}/cancel/", {"reason": "kept it"}, format="json")
+    assert r.json()["status"] == "cancelled" and r.json()["label"]["status"] == "voided"
+    assert sandbox.carrier.labels[label["tracking_number"]].voided
+    messages = list(OrderEvent.objects.filter(type="return.label").values_list("message", flat=True))
+    assert messages[0].startswith(f"Return label for {rma['number']}: SANDBOX SBX")
+    assert messages[-1] == f"Return label {label['tracking_number']} voided"
 
 
-def test_a_carrier_failure_is_recorded(api, shipped, monkeypatch):
-    monkeypatch.setattr(labels, "carrier_adapter", lambda: FakeCarrier(fail=True))
+def test_a_moving_parcel_puts_the_return_in_transit(api, shipped, carrier, sandbox):
     rma = mail_return(api, shipped)
-    assert rma["label"]["status"] == "failed" and "address not serviceable" in rma["label"]["error"]
-    events = api.get(f"/api/v1/orders/{shipped['number']}/").json()["events"]
-    assert any(e["type"] == "return.label" and "address not serviceable" in e["message"] for e in events)
+    assert labels_poll() == 0  # the label exists, the parcel has not moved
+    sandbox.carrier.advance(9 * HOUR)
+    assert labels_poll() == 1
+    got = api.get(f"/api/v1/returns/{rma['id']}/").json()
+    assert got["status"] == "in_transit" and got["label"]["tracking_number"] == rma["label"]["tracking_number"]
+    assert labels_poll() == 0  # only authorised returns are asked about
+
+
+def test_carrier_down_is_retried_and_refusals_are_recorded(api, shipped, carrier, sandbox):
+    sandbox.carrier.fail_next(1, 503)
+    rma = mail_return(api, shipped)
+    assert rma["label"]["status"] == "pending"
+    message = OutboxMessage.objects.get(topic="returns.create_return_label")
+    assert message.status == "pending" and "CarrierUnavailable" in message.last_error
+    OutboxMessage.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+    relay_outbox()
+    assert Return.objects.get(pk=rma["id"]).label_status == "issued"
+
+    Location.objects.filter(code="DC1").update(postal_code="")  # the carrier refuses the address
+    refused = mail_return(api, shipped)
+    assert refused["label"]["status"] == "failed" and refused["label"]["error"]
+    assert api.get(f"/api/v1/returns/{refused['id']}/label/").status_code == 404
+
+
+def test_the_policy_chooses_among_several_carriers(api, shipped, carrier, sandbox, returns_network):
+    Carrier.objects.create(code="OTHER", name="Other", adapter="sandbox", base_url=sandbox.url, api_key="oms-key")
+    assert mail_return(api, shipped)["label"]["status"] == "unavailable"  # two carriers, no choice made
+    ReturnPolicy.objects.create(channel=returns_network["web"], return_carrier=carrier, return_service="express")
+    label = mail_return(api, shipped)["label"]
+    assert (label["status"], label["carrier"], label["service"]) == ("issued", "SANDBOX", "express")

@@ -470,7 +470,8 @@ def derive_status(lines: Sequence[OrderLine], *, has_provisional: bool = False, 
 
 
 def _lock(order_number: str) -> Order:
-    order = Order.objects.select_for_update().select_related("channel").filter(number=order_number).first()
+    # OF self: locking the joined channel row too would serialise every order of the channel.
+    order = Order.objects.select_for_update(of=("self",)).select_related("channel").filter(number=order_number).first()
     if order is None:
         raise NotFound(f"No order {order_number}.")
     return order
@@ -920,7 +921,7 @@ def _lock_order_and_fulfillment(fulfillment_id: int) -> tuple[Order, Fulfillment
     if number is None:
         raise NotFound(f"No fulfilment {fulfillment_id}.")
     order = _lock(number)
-    fulfillment = Fulfillment.objects.select_for_update().select_related("location").get(pk=fulfillment_id)
+    fulfillment = Fulfillment.objects.select_for_update(of=("self",)).select_related("location").get(pk=fulfillment_id)
     return order, fulfillment
 
 
@@ -1004,7 +1005,7 @@ def _hand_over(
 ) -> tuple[list[tuple[FulfillmentLine, int]], Decimal]:
     """Units leave the location: stock is committed (on hand and reserved both fall), line
     quantities move from allocated to shipped, and their value is captured."""
-    flines = {fl.line_id: fl for fl in fulfillment.lines.select_for_update().select_related("line")}
+    flines = {fl.line_id: fl for fl in fulfillment.lines.select_for_update(of=("self",)).select_related("line")}
     wanted = (
         {line_id: fl.quantity_open for line_id, fl in flines.items() if fl.quantity_open} if lines is None else lines
     )

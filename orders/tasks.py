@@ -21,6 +21,7 @@ from oms.webhooks import sign
 
 from . import services
 from .models import Fulfillment
+from .notifications import notification_send
 
 
 class PartnerRefused(Exception):
@@ -56,3 +57,36 @@ def send_fulfillment(fulfillment_id: int) -> None:
     if not 200 <= status < 300:
         raise PartnerRefused(f"{location.code} answered HTTP {status}")
     services.fulfillment_mark_sent(fulfillment_id=fulfillment.pk, actor=Actor.for_task("orders.send_fulfillment"))
+
+
+@shared_task(
+    name="orders.send_customer_notification",
+    ignore_result=True,
+    autoretry_for=(Exception,),
+    retry_backoff=30,
+    retry_backoff_max=3600,
+    retry_jitter=True,
+    max_retries=8,
+)
+def send_customer_notification(notification_id: int) -> None:
+    """Started from the outbox after the change commits; retried with backoff if the mail
+    server fails. Sends at most once (see `notification_send`)."""
+    notification_send(notification_id=notification_id)
+
+
+# --- SLA beat tasks (CELERY_BEAT_SCHEDULE) -----------------------------------------------------
+
+
+@shared_task(name="orders.escalate_unaccepted", ignore_result=True)
+def escalate_unaccepted() -> int:
+    return services.sla_escalate_unaccepted()
+
+
+@shared_task(name="orders.flag_late_fulfillments", ignore_result=True)
+def flag_late_fulfillments() -> int:
+    return services.sla_flag_late()
+
+
+@shared_task(name="orders.expire_pickups", ignore_result=True)
+def expire_pickups() -> int:
+    return services.pickups_expire_due()

@@ -15,7 +15,8 @@ from django.db import transaction
 CSR = "CSR"
 SUPERVISOR = "Supervisor"
 MERCHANT = "Merchant"
-GROUP_NAMES = (CSR, SUPERVISOR, MERCHANT)
+STORE_ASSOCIATE = "Store associate"
+GROUP_NAMES = (CSR, SUPERVISOR, MERCHANT, STORE_ASSOCIATE)
 
 INVENTORY_MODELS = (
     "location",
@@ -46,7 +47,17 @@ def _perms(actions: tuple[str, ...], models: tuple[str, ...]) -> frozenset[str]:
     return frozenset(out)
 
 
-ORDER_MODELS = ("order", "orderline", "allocation", "payment", "orderhold", "orderevent", "customer", "holdrule")
+ORDER_MODELS = (
+    "order",
+    "orderline",
+    "allocation",
+    "payment",
+    "orderhold",
+    "orderevent",
+    "customer",
+    "holdrule",
+    "fulfillment",
+)
 
 _CSR_PERMS = (
     _perms(("view",), tuple(f"inventory.{m}" for m in INVENTORY_MODELS))
@@ -60,7 +71,13 @@ _CSR_PERMS = (
 GROUP_PERMISSIONS: dict[str, frozenset[str]] = {
     CSR: _CSR_PERMS,
     SUPERVISOR: _CSR_PERMS | {"inventory.change_stock"},
-    MERCHANT: _CSR_PERMS | _perms(("add", "change", "view"), (*MERCHANT_MANAGED, "orders.holdrule")),
+    MERCHANT: _CSR_PERMS
+    | _perms(("add", "change", "view"), (*MERCHANT_MANAGED, "orders.holdrule"))
+    # who works which store's queue
+    | _perms(("add", "change", "delete", "view"), ("orders.storeassociate",)),
+    # The store app (/store/) for the stores a user is a member of (orders.StoreAssociate);
+    # no admin access.
+    STORE_ASSOCIATE: frozenset({"orders.work_store_queue"}),
 }
 
 

@@ -3,6 +3,7 @@ events integrators subscribe to, the outbox row, in the caller's transaction."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from oms.actor import Actor
@@ -242,11 +243,7 @@ def fulfillment_expired(
     order: Order, actor: Actor, *, fulfillment, reason: str, lines: list[dict], refund: dict
 ) -> OrderEvent:
     what = ", ".join(f"{line['sku']} × {line['quantity']}" for line in lines) or "nothing"
-    money = []
-    if refund["voided"] != "0":
-        money.append(f"{refund['voided']} voided")
-    if refund["refunded"] != "0":
-        money.append(f"{refund['refunded']} refunded")
+    money = [f"{refund[k]} {k}" for k in ("voided", "refunded") if Decimal(refund[k])]
     return _record(
         order,
         "fulfillment.expired",

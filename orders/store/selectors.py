@@ -65,7 +65,7 @@ def _lines_prefetch() -> Prefetch:
 def queue_rows(fulfillments, now: datetime) -> list[QueueRow]:
     rows = []
     for f in fulfillments:
-        minutes = None if f.due_at is None else int((f.due_at - now).total_seconds() // 60)
+        minutes = None if f.due_at is None else int((f.due_at - now).total_seconds() / 60)  # toward zero
         rows.append(
             QueueRow(
                 fulfillment=f,

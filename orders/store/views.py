@@ -123,6 +123,7 @@ def _detail(request, location: Location, fulfillment, *, status: int = 200, **fo
         "order": order,
         "row": selectors.queue_rows([fulfillment], now)[0],
         "timeline": selectors.fulfillment_timeline(fulfillment),
+        "open_work": s in selectors.TO_DO,
         "carriers": CARRIERS,
         "is_pickup_here": order.is_pickup and order.pickup_location_id == location.pk,
         "can_accept": s in (FulfillmentStatus.CREATED, FulfillmentStatus.SENT),
@@ -176,7 +177,7 @@ DONE = {
     "ready": "Ready for pickup. The customer has been sent their pickup code.",
     "ship": "Shipped. The customer has been sent the tracking number.",
     "hand-over": "Handed over to the customer. Order collected.",
-    "reject": "Rejected. The order is being routed to another location.",
+    "reject": "Rejected. Routing sends the rejected units to another location.",
 }
 
 
@@ -234,7 +235,14 @@ def fulfillment_action(request, location: Location, pk: int, action: str):
 
 
 def _invalid(request, location, fulfillment, forms) -> TemplateResponse:
-    messages.error(request, "Please correct the form below.")
+    """Say what is wrong at the top too: the form may be further down, or not shown at all."""
+    (form,) = forms.values()
+    problems = [
+        f"{form.fields[name].label or name.replace('_', ' ').capitalize()}: {error}" if name != "__all__" else error
+        for name, errors in form.errors.items()
+        for error in errors
+    ]
+    messages.error(request, " ".join(problems))
     return _detail(request, location, fulfillment, status=400, **forms)
 
 

@@ -34,8 +34,8 @@ from inventory.services import SupplyLine, stock_snapshot, supply_upsert
 from oms.actor import Actor
 from oms.models import ApiKey
 from oms.roles import CSR, MERCHANT, STORE_ASSOCIATE, SUPERVISOR, ensure_groups
-from orders.models import StoreAssociate
 from oms.services import api_key_create, api_key_revoke
+from orders.models import StoreAssociate
 
 DEMO_KEY_NAME = "demo"
 PO_PREFIX = "PO-DEMO-"

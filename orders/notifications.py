@@ -67,10 +67,6 @@ def _lines(notification: CustomerNotification) -> list[dict]:
     ]
 
 
-def _local(moment: datetime | None, zone: str) -> datetime | None:
-    return moment.astimezone(ZoneInfo(zone)) if moment else None
-
-
 def render(notification: CustomerNotification) -> tuple[str, str, str]:
     """(subject, text, html) for a notification, from the order as it is now."""
     order = notification.order
@@ -85,12 +81,13 @@ def render(notification: CustomerNotification) -> tuple[str, str, str]:
         "shipment": notification.shipment,
         "lines": _lines(notification),
         "pickup_code": fulfillment.pickup_code,
-        "collect_by": _local(fulfillment.pickup_expires_at, location.timezone),
+        "collect_by": fulfillment.pickup_expires_at,
         "sender": settings.OMS_EMAIL_SENDER_NAME,
     }
     subject = SUBJECTS[notification.kind].format(number=order.number, location=location.name)
     base = f"emails/{notification.kind}"
-    return subject, render_to_string(f"{base}.txt", context), render_to_string(f"{base}.html", context)
+    with timezone.override(ZoneInfo(location.timezone)):  # times as the store tells them
+        return subject, render_to_string(f"{base}.txt", context), render_to_string(f"{base}.html", context)
 
 
 def notification_send(*, notification_id: int, now: datetime | None = None) -> bool:

@@ -1283,6 +1283,9 @@ def fulfillment_pack(*, fulfillment_id: int, actor: Actor) -> Fulfillment:
 # Each runs per fulfilment in its own transaction with the order and fulfilment locked, and
 # checks its condition again under the lock: two overlapping beat runs act once.
 
+NOT_ACCEPTED_IN_TIME = "not accepted in time"
+SWEEP_BATCH = 500  # fulfilments per beat run; the next run takes the rest
+
 
 @transaction.atomic
 def fulfillment_escalate_unaccepted(*, fulfillment_id: int, actor: Actor, now: datetime, mode: str) -> bool:
@@ -1309,9 +1312,6 @@ def fulfillment_escalate_unaccepted(*, fulfillment_id: int, actor: Actor, now: d
         message=f"Fulfilment {fulfillment.pk} at {fulfillment.location.code} not accepted after {minutes} minutes",
     )
     return True
-
-
-NOT_ACCEPTED_IN_TIME = "not accepted in time"
 
 
 @transaction.atomic
@@ -1460,6 +1460,3 @@ def pickups_expire_due(*, now: datetime | None = None) -> int:
         .values_list("pk", flat=True)[:SWEEP_BATCH]
     )
     return _sweep(ids, lambda pk: fulfillment_expire(fulfillment_id=pk, actor=actor, now=now), "pickup expiry")
-
-
-SWEEP_BATCH = 500  # per beat run; the next run takes the rest

@@ -1,6 +1,7 @@
 """Customer emails: one per notification, with the right content, sent from the outbox."""
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core import mail
@@ -25,7 +26,8 @@ class BrokenMailServer(BaseEmailBackend):
 @pytest.fixture
 def store_stock(stocked):
     store = stocked["store"]
-    store.name, store.address_line1, store.city, store.timezone = "Union Square", "170 O'Farrell St", "SF", "UTC"
+    store.name, store.address_line1, store.city = "Union Square", "170 O'Farrell St", "SF"
+    store.timezone = "America/Los_Angeles"
     store.save()
     stock(store, stocked["item"], 5)
     return stocked
@@ -45,8 +47,10 @@ def test_ready_for_pickup_email_carries_the_code_once(api, order_body, store_sto
     assert f"Your pickup code: {f.pickup_code}" in email.body
     assert "Union Square, 170 O'Farrell St, SF" in email.body
     assert "2 × Item A (A)" in email.body
-    collect_by = f.pickup_expires_at.strftime("%B %-d")
-    assert "Please collect it by" in email.body and collect_by in email.body
+    local = f.pickup_expires_at.astimezone(ZoneInfo("America/Los_Angeles"))  # the store's time
+    hour = local.strftime("%I").lstrip("0")
+    collect_by = f"{local:%A, %B} {local.day}, {hour}:{local:%M} {local:%p}"
+    assert f"Please collect it by {collect_by} (America/Los_Angeles)." in email.body
     html, mime = email.alternatives[0]
     assert mime == "text/html" and f.pickup_code in html and "O&#x27;Farrell" in html
 

@@ -215,3 +215,20 @@ def test_ship_from_store_with_carrier_and_tracking_once(api, order_body, store, 
     f.refresh_from_db()
     assert f.status == "shipped" and f.order.status == "shipped"
     assert OrderEvent.objects.get(order=order, type="fulfillment.shipped").actor_label == "alice"
+
+
+def test_queue_and_detail_query_counts_do_not_grow_with_the_queue(api, order_body, store, alice):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(url):
+        with CaptureQueriesContext(connection) as ctx:
+            assert alice.get(url).status_code == 200
+        return len(ctx.captured_queries)
+
+    f = pickup_order(api, order_body, quantity=1, external_id="P-0")
+    one = queries("/store/STORE1/")
+    for n in range(1, 5):
+        pickup_order(api, order_body, quantity=1, external_id=f"P-{n}")
+    assert queries("/store/STORE1/") == one
+    assert one <= 11 and queries(page(f)) <= 10  # session, user, permissions, store, then the page

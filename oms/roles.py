@@ -57,6 +57,8 @@ ORDER_MODELS = (
     "customer",
     "holdrule",
     "fulfillment",
+    "shipment",
+    "trackingevent",
 )
 
 _CSR_PERMS = (
@@ -72,7 +74,7 @@ GROUP_PERMISSIONS: dict[str, frozenset[str]] = {
     CSR: _CSR_PERMS,
     SUPERVISOR: _CSR_PERMS | {"inventory.change_stock"},
     MERCHANT: _CSR_PERMS
-    | _perms(("add", "change", "view"), (*MERCHANT_MANAGED, "orders.holdrule"))
+    | _perms(("add", "change", "view"), (*MERCHANT_MANAGED, "orders.holdrule", "orders.carrier"))
     # who works which store's queue
     | _perms(("add", "change", "delete", "view"), ("orders.storeassociate",)),
     # The store app (/store/) for the stores a user is a member of (orders.StoreAssociate);

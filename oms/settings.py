@@ -155,6 +155,8 @@ SPECTACULAR_SETTINGS = {
         "FulfillmentStatusEnum": "orders.models.FulfillmentStatus",
         "SupplyStatusEnum": "inventory.models.IncomingSupply.Status",
         "ReservationStatusEnum": "inventory.models.Reservation.Status",
+        "TrackingStatusEnum": "orders.carriers.models.TrackingStatus",
+        "CarrierTrackingStatusEnum": "orders.carriers.models.CARRIER_STATUSES",
     },
 }
 
@@ -186,6 +188,10 @@ CELERY_BEAT_SCHEDULE = {
     "escalate-unaccepted-fulfillments": {"task": "orders.escalate_unaccepted", "schedule": 60.0},
     "flag-late-fulfillments": {"task": "orders.flag_late_fulfillments", "schedule": 60.0},
     "expire-uncollected-pickups": {"task": "orders.expire_pickups", "schedule": 900.0},
+    "poll-carrier-tracking": {
+        "task": "orders.poll_tracking",
+        "schedule": float(os.environ.get("CARRIER_TRACKING_POLL_SECONDS", "60")),
+    },
 }
 
 OUTBOX_MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "12"))
@@ -241,3 +247,10 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", not EMAIL_USE_SSL)  # STARTTLS on 587 
 EMAIL_TIMEOUT = float(os.environ.get("EMAIL_TIMEOUT", "10"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "OMS Orders <orders@localhost>")
 OMS_EMAIL_SENDER_NAME = os.environ.get("OMS_EMAIL_SENDER_NAME", "The OMS demo shop")
+# --- Carriers ---------------------------------------------------------------------------------
+CARRIER_TIMEOUT_SECONDS = float(os.environ.get("CARRIER_TIMEOUT_SECONDS", "10"))
+# A parcel in transit is asked about at most this often; a failing carrier backs off from the base.
+CARRIER_TRACKING_INTERVAL_SECONDS = float(os.environ.get("CARRIER_TRACKING_INTERVAL_SECONDS", "1800"))
+CARRIER_TRACKING_BACKOFF_SECONDS = float(os.environ.get("CARRIER_TRACKING_BACKOFF_SECONDS", "60"))
+CARRIER_TRACKING_MAX_DAYS = int(os.environ.get("CARRIER_TRACKING_MAX_DAYS", "60"))
+CARRIER_WEBHOOK_TOLERANCE_SECONDS = int(os.environ.get("CARRIER_WEBHOOK_TOLERANCE_SECONDS", "300"))

@@ -10,6 +10,7 @@ from inventory.models import Channel, IncomingSupply, Item, Location, Stock, Sto
 from inventory.selectors import ledger_mismatches
 from oms.models import ApiKey
 from oms.roles import CSR, GROUP_NAMES, MERCHANT, STORE_ASSOCIATE, SUPERVISOR, ensure_groups
+from orders.models import Carrier
 
 KEY_RE = re.compile(r"Api-Key (oms_[0-9a-f]{8}_[\w-]+)")
 SKU_RE = re.compile(r"availability/\?skus=([\w-]+)&channel=web")
@@ -42,6 +43,7 @@ def state():
         ),
         "users": sorted(User.objects.values_list("username", flat=True)),
         "groups": Group.objects.count(),
+        "carriers": sorted(Carrier.objects.values_list("code", "base_url", "api_key", "webhook_secret")),
     }
 
 
@@ -80,6 +82,8 @@ def test_ensure_groups_is_idempotent_with_expected_permissions(db):
         "customer",
         "holdrule",
         "fulfillment",
+        "shipment",
+        "trackingevent",
     ]
     view_all = {f"inventory.view_{m}" for m in models} | {f"orders.view_{m}" for m in order_models}
     view_all |= {"orders.change_order"}
@@ -93,6 +97,7 @@ def test_ensure_groups_is_idempotent_with_expected_permissions(db):
         "inventory.incomingsupply",
         "oms.apikey",
         "orders.holdrule",
+        "orders.carrier",
     ]
     expected = view_all | {
         f"{app}.{action}_{model}"
@@ -162,12 +167,19 @@ def test_seed_demo_builds_the_network_and_a_second_run_changes_nothing_but_the_k
     ]
     assert Location.objects.get(code="STORE-CHI-02").processing_hours == 2
 
+    sandbox = Carrier.objects.get(code="SANDBOX")
+    assert (sandbox.adapter, sandbox.base_url, sandbox.services) == (
+        "sandbox",
+        "http://127.0.0.1:8070",
+        ["ground", "express"],
+    )
     for needle in (
         "/admin/",
         "/api/docs/",
         "/api/v1/",
         "/healthz",
         "supervisor / supervisor",
+        "run_sandbox_carrier",
         "/store/",
         "store / store",
     ):

@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('inventory', '0006_location_sla'),
-        ('orders', '0005_shipments'),
+        ('orders', '0006_carriers_tracking'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

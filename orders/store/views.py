@@ -29,6 +29,7 @@ from inventory.models import Location, LocationType
 from oms.actor import Actor
 from oms.errors import DomainError
 from orders import services
+from orders.carriers.models import Carrier
 from orders.models import FulfillmentStatus
 
 from . import selectors
@@ -124,7 +125,10 @@ def _detail(request, location: Location, fulfillment, *, status: int = 200, **fo
         "row": selectors.queue_rows([fulfillment], now)[0],
         "timeline": selectors.fulfillment_timeline(fulfillment),
         "open_work": s in selectors.TO_DO,
-        "carriers": CARRIERS,
+        # configured carriers first: typing one of their codes links the parcel for tracking
+        "carriers": list(
+            dict.fromkeys([*Carrier.objects.filter(active=True).values_list("code", flat=True), *CARRIERS])
+        ),
         "is_pickup_here": order.is_pickup and order.pickup_location_id == location.pk,
         "can_accept": s in (FulfillmentStatus.CREATED, FulfillmentStatus.SENT),
         "can_start_picking": s == FulfillmentStatus.ACCEPTED,

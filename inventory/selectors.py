@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from oms.errors import ValidationFailed
 
+from . import atp_cache
 from .models import Channel, IncomingSupply, Item, Location, Reservation, ReservationLine, Stock, StockMovement
 
 EARTH_RADIUS_KM = 6371.0088
@@ -158,6 +159,62 @@ def _incoming(item_ids: list[int], **location_filter) -> dict[int, list[dict]]:
     return incoming
 
 
+def _channel_summaries(channel: Channel, item_ids: list[int]) -> dict[int, tuple[int, list[dict]]]:
+    """{item id: (available across the channel, incoming supply)}: what the cache keeps per SKU."""
+    totals = _aggregate_totals(channel, item_ids)
+    incoming = _incoming(item_ids, location__channels=channel, location__active=True)
+    return {item_id: (totals.get(item_id, 0), incoming[item_id]) for item_id in item_ids}
+
+
+def _answer(channel: Channel, skus: list[str], items: dict, summaries: dict[int, tuple[int, list[dict]]]) -> dict:
+    out_items = []
+    for sku in skus:
+        item_id, active = items[sku]
+        available, incoming = summaries[item_id]
+        entry = {"sku": sku, "available": available if active else 0}
+        if not active:
+            entry["inactive"] = True
+        entry["incoming"] = incoming
+        out_items.append(entry)
+    return {"channel": channel.code, "items": out_items}
+
+
+def _resolve_items_cached(skus: list[str]) -> dict[str, tuple[int, bool]]:
+    items = {}
+    unknown = []
+    for sku in skus:
+        hit = atp_cache.local_item(sku)
+        if hit is None:
+            unknown.append(sku)
+        else:
+            items[sku] = hit
+    if unknown:
+        found = resolve_items(unknown)
+        atp_cache.remember_items(found)
+        items.update(found)
+    return items
+
+
+def cached_channel_availability(*, channel: Channel, skus: list[str]) -> dict:
+    """channel_availability(channel, skus) for storefronts: the same answer, from the ATP cache
+    (inventory/atp_cache.py) for SKUs whose stock has not changed since it was computed, so it
+    may lag a change by milliseconds (another process) up to ATP_CACHE_SECONDS (see there)."""
+    items = _resolve_items_cached(skus)
+    lookup = atp_cache.Lookup(channel.pk, list({pk for pk, _ in items.values()}))
+    if lookup.config_moved:  # channels, locations or items changed: read them afresh
+        channel = Channel.objects.get(pk=channel.pk)
+        atp_cache.remember_channel(channel)
+        items = _resolve_items_cached(skus)
+        lookup = atp_cache.Lookup(channel.pk, list({pk for pk, _ in items.values()}))
+    summaries = dict(lookup.hits)
+    missing = [pk for pk in {pk for pk, _ in items.values()} if pk not in summaries]
+    if missing:
+        fresh = _channel_summaries(channel, missing)
+        lookup.store(fresh)
+        summaries.update(fresh)
+    return _answer(channel, skus, items, summaries)
+
+
 def channel_availability(
     *,
     channel: Channel,
@@ -171,28 +228,26 @@ def channel_availability(
     item_ids = [pk for pk, _ in items.values()]
     by_location: dict[int, list[dict]] = defaultdict(list)
     if not detail and near is None and location is None:
-        totals = _aggregate_totals(channel, item_ids)
-        incoming = _incoming(item_ids, location__channels=channel, location__active=True)
-    else:
-        locs = _channel_locations(channel, near=near, location=location)
-        loc_by_id = {loc.id: loc for loc in locs}
-        rows = Stock.objects.filter(item_id__in=item_ids, location_id__in=loc_by_id).values_list(
-            "item_id", "location_id", "on_hand", "reserved", "safety_stock"
-        )
-        expired = _expired_holds(item_ids, list(loc_by_id)) if loc_by_id else {}
-        totals = defaultdict(int)
-        for item_id, loc_id, on_hand, reserved, safety in rows:
-            terms = location_terms(channel, on_hand, reserved, safety, expired.get((loc_id, item_id), 0))
-            totals[item_id] += terms["available"]
-            loc = loc_by_id[loc_id]
-            entry = {"location": loc.code, **terms}
-            del entry["channel_buffer"]
-            if channel.safety_buffer or channel.safety_buffer_percent:
-                entry["channel_buffer"] = terms["channel_buffer"]
-            if loc.distance_km is not None:
-                entry["distance_km"] = loc.distance_km
-            by_location[item_id].append(entry)
-        incoming = _incoming(item_ids, location_id__in=loc_by_id)
+        return _answer(channel, skus, items, _channel_summaries(channel, item_ids))
+    locs = _channel_locations(channel, near=near, location=location)
+    loc_by_id = {loc.id: loc for loc in locs}
+    rows = Stock.objects.filter(item_id__in=item_ids, location_id__in=loc_by_id).values_list(
+        "item_id", "location_id", "on_hand", "reserved", "safety_stock"
+    )
+    expired = _expired_holds(item_ids, list(loc_by_id)) if loc_by_id else {}
+    totals = defaultdict(int)
+    for item_id, loc_id, on_hand, reserved, safety in rows:
+        terms = location_terms(channel, on_hand, reserved, safety, expired.get((loc_id, item_id), 0))
+        totals[item_id] += terms["available"]
+        loc = loc_by_id[loc_id]
+        entry = {"location": loc.code, **terms}
+        del entry["channel_buffer"]
+        if channel.safety_buffer or channel.safety_buffer_percent:
+            entry["channel_buffer"] = terms["channel_buffer"]
+        if loc.distance_km is not None:
+            entry["distance_km"] = loc.distance_km
+        by_location[item_id].append(entry)
+    incoming = _incoming(item_ids, location_id__in=loc_by_id)
     out_items = []
     for sku in skus:
         item_id, active = items[sku]

@@ -17,6 +17,7 @@ from oms.actor import Actor
 from oms.errors import Conflict, InsufficientStock, NotFound, ValidationFailed
 from oms.outbox import outbox_enqueue_task, outbox_publish_event
 
+from . import atp_cache
 from .locks import reservation_for_update, stock_for_update
 from .models import (
     Channel,
@@ -156,6 +157,7 @@ def _stock_ids(pairs: Iterable[tuple[int, int]], *, create: bool = False) -> dic
 def _publish_stock_changed(ledger: Sequence[StockMovement], *, cause: str) -> None:
     if not ledger:
         return
+    atp_cache.stock_changed({m.item_id for m in ledger})
     locations = dict(Location.objects.filter(id__in={m.location_id for m in ledger}).values_list("id", "code"))
     item_ids = {m.item_id for m in ledger}
     skus = dict(Item.objects.filter(id__in=list(item_ids)[:EVENT_SKU_LIMIT]).values_list("id", "sku"))
@@ -589,6 +591,7 @@ class SupplyLine:
 @transaction.atomic
 def supply_upsert(*, lines: Sequence[SupplyLine]) -> list[IncomingSupply]:
     """Record or update expected supply; the (reference, location, sku) triple is the key."""
+    atp_cache.stock_changed({line.item.pk for line in lines})  # the incoming dates storefronts see
     out = []
     for line in lines:
         supply, created = IncomingSupply.objects.select_for_update().get_or_create(

@@ -23,6 +23,7 @@ process-local: changes made by another process show within the time to live.
 from __future__ import annotations
 
 import logging
+import pickle
 import random
 import threading
 import time
@@ -69,12 +70,39 @@ def enabled() -> bool:
     return settings.ATP_CACHE_SECONDS > 0
 
 
+class _RedisStore:
+    """MGET and pipelined SETs straight on the Redis client of the "atp" cache: the hot read
+    skips Django's per-key validation (a quarter of a cached read's CPU here)."""
+
+    def __init__(self, backend):
+        self.client = backend._cache.get_client(None, write=True)
+
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        return {k: pickle.loads(v) for k, v in zip(keys, self.client.mget(keys), strict=True) if v is not None}
+
+    def set_many(self, data: dict[str, Any], timeout: float) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        seconds = max(1, round(timeout))  # Redis expiries are whole seconds
+        for k, v in data.items():
+            pipe.set(k, pickle.dumps(v, pickle.HIGHEST_PROTOCOL), ex=seconds)
+        pipe.execute()
+
+
+_stores: dict[str, Any] = {}
+
+
 def _cache():
-    return caches[ALIAS]
+    backend = caches[ALIAS]
+    if not _shared():
+        return backend
+    store = _stores.get(ALIAS)
+    if store is None:
+        store = _stores[ALIAS] = _RedisStore(backend)
+    return store
 
 
 def _shared() -> bool:
-    return not settings.CACHES[ALIAS]["BACKEND"].endswith("LocMemCache")
+    return settings.CACHES[ALIAS]["BACKEND"].endswith("RedisCache")
 
 
 def _prefix() -> str:
@@ -219,7 +247,7 @@ class Lookup:
             if item_id in self.generations
         }
         try:
-            _cache().set_many(entries, timeout=max(1.0, ttl()))  # Redis expiries are whole seconds
+            _cache().set_many(entries, timeout=max(1.0, ttl()))
         except Exception as exc:
             _failed("write", exc)
 

@@ -47,7 +47,7 @@ from _common import (  # noqa: E402
 )
 
 SKUS_PER_CALL = 20
-HOST, PORT = "127.0.0.1", 8123
+HOST, PORT = "127.0.0.1", 8141
 DEFAULT_CONFIGS = "sync:4,sync:3,gthread:2x4,gthread:4x2"
 REDIS: str = ""
 TTL: float | None = None
@@ -272,7 +272,16 @@ def parse_config(spec: str) -> tuple[str, int, int]:
     return kind, int(workers), int(threads or 1)
 
 
+def port_is_free() -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex((HOST, PORT)) != 0
+
+
 def start_gunicorn(spec: str, url: str) -> subprocess.Popen:
+    if not port_is_free():  # someone else's server would answer (and be measured) instead of ours
+        sys.exit(f"{HOST}:{PORT} is in use: stop that server or pick another port with --port")
     kind, workers, threads = parse_config(spec)
     cmd = [
         str(Path(sys.executable).parent / "gunicorn"),
@@ -482,11 +491,12 @@ def main() -> None:
         help="the shared ATP cache of the gunicorn workers ('' for a process-local cache)",
     )
     parser.add_argument("--ttl", type=float, default=None, help="ATP_CACHE_SECONDS for the server (default 5)")
+    parser.add_argument("--port", type=int, default=8141)
     parser.add_argument("--skip-in-process", action="store_true")
     parser.add_argument("--skip-http", action="store_true")
+    global REDIS, TTL, PORT
     args = parser.parse_args()
-    global REDIS, TTL
-    REDIS, TTL = args.redis_url, args.ttl
+    REDIS, TTL, PORT = args.redis_url, args.ttl, args.port
     if REDIS:
         os.environ["REDIS_URL"] = REDIS  # the in-process runs use the same shared cache
     if TTL is not None:

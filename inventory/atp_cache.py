@@ -252,10 +252,16 @@ class Lookup:
             _failed("write", exc)
 
 
+def _local_lifetime() -> float:
+    # A configuration change anywhere clears these at the next read (the global generation);
+    # the lifetime only bounds what a lost bump (Redis down) could leave behind.
+    return max(60.0, ttl())
+
+
 def local_item(sku: str) -> tuple[int, bool] | None:
     """(item id, active) for a SKU looked up recently in this process."""
     hit = _state.items.get(sku)
-    if hit is None or time.monotonic() - hit[2] > ttl():
+    if hit is None or time.monotonic() - hit[2] > _local_lifetime():
         return None
     return hit[0], hit[1]
 
@@ -272,7 +278,7 @@ def remember_items(items: dict[str, tuple[int, bool]]) -> None:
 
 def local_channel(code: str):
     hit = _state.channels.get(code)
-    if hit is None or time.monotonic() - hit[1] > ttl():
+    if hit is None or time.monotonic() - hit[1] > _local_lifetime():
         return None
     return hit[0]
 

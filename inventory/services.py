@@ -445,6 +445,20 @@ def _bulk_insert(cursor, model, fields: Sequence[str], rows: list[tuple]) -> Non
         )
 
 
+def _update_counts_postgres(cursor, updates: list[tuple[int, int, int]], now) -> None:
+    """(stock id, on_hand, safety_stock) rows in one statement with three array parameters,
+    however many rows: no per-row placeholders for the client to build or the server to parse."""
+    if not updates:
+        return
+    ids, on_hands, safeties = (list(column) for column in zip(*updates, strict=True))
+    cursor.execute(
+        "UPDATE inventory_stock SET on_hand = v.on_hand, safety_stock = v.safety_stock, updated_at = %s "
+        "FROM unnest(%s::bigint[], %s::integer[], %s::integer[]) AS v(id, on_hand, safety_stock) "
+        "WHERE inventory_stock.id = v.id",
+        [now, ids, on_hands, safeties],
+    )
+
+
 def stock_snapshot(
     *,
     location: Location,
@@ -521,17 +535,20 @@ def stock_snapshot(
             )
         now = timezone.now()
         with connection.cursor() as cursor:
-            for start in range(0, len(updates), SNAPSHOT_CHUNK):
-                chunk = updates[start : start + SNAPSHOT_CHUNK]
-                values = ", ".join(["(%s, %s, %s)"] * len(chunk))
-                params = [v for row in chunk for v in row]
-                # Portable bulk update: UPDATE … FROM (VALUES …) works on PostgreSQL and SQLite ≥ 3.33.
-                cursor.execute(
-                    f"UPDATE inventory_stock SET on_hand = v.column2, safety_stock = v.column3, "
-                    f"updated_at = %s FROM (VALUES {values}) AS v "
-                    f"WHERE inventory_stock.id = v.column1",
-                    [now, *params],
-                )
+            if connection.vendor == "postgresql":
+                _update_counts_postgres(cursor, updates, now)
+            else:
+                for start in range(0, len(updates), SNAPSHOT_CHUNK):
+                    chunk = updates[start : start + SNAPSHOT_CHUNK]
+                    values = ", ".join(["(%s, %s, %s)"] * len(chunk))
+                    params = [v for row in chunk for v in row]
+                    # Portable bulk update: UPDATE … FROM (VALUES …) works on SQLite ≥ 3.33 too.
+                    cursor.execute(
+                        f"UPDATE inventory_stock SET on_hand = v.column2, safety_stock = v.column3, "
+                        f"updated_at = %s FROM (VALUES {values}) AS v "
+                        f"WHERE inventory_stock.id = v.column1",
+                        [now, *params],
+                    )
             _bulk_insert(
                 cursor,
                 Stock,

@@ -330,6 +330,21 @@ def stop_gunicorn(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def clear_atp_cache(url: str) -> int:
+    """Delete this database's ATP cache keys from the shared Redis (entries of an earlier run
+    with a longer TTL would still be valid: nothing changed the stock since)."""
+    if not REDIS:
+        return 0
+    import dj_database_url
+    import redis
+
+    client = redis.Redis.from_url(REDIS, socket_connect_timeout=2)
+    keys = list(client.scan_iter(match=f"atp:{dj_database_url.parse(url)['NAME']}:*", count=5000))
+    for start in range(0, len(keys), 5000):
+        client.delete(*keys[start : start + 5000])
+    return len(keys)
+
+
 def check_one(key: str, skus: list[str]) -> None:
     req = urllib.request.Request(f"http://{HOST}:{PORT}{path_for(skus)}", headers={"Authorization": f"Api-Key {key}"})
     with urllib.request.urlopen(req, timeout=10) as r:
@@ -435,6 +450,9 @@ def bench_http(configs: list[str], connections: int, duration: int, wrk_threads:
     )
     results = {}
     for spec in configs:
+        cleared = clear_atp_cache(url)
+        if cleared:
+            print(f"(cleared {cleared:,} ATP cache keys left by earlier runs: every run starts cold)")
         proc = start_gunicorn(spec, url)
         try:
             check_one(key, sku_sets(1, seed=4)[0])

@@ -160,9 +160,15 @@ class WebhookSubscription(models.Model):
         "order.completed",
         "fulfillment.shipped",
         "fulfillment.ready_for_pickup",
+        "fulfillment.delivered",
+        "shipment.in_transit",
+        "shipment.out_for_delivery",
+        "shipment.delivered",
+        "shipment.exception",
         "return.created",
         "return.received",
         "refund.issued",
+        "appeasement.issued",
         "inventory.changed",
     )
 

@@ -6,6 +6,8 @@ from rest_framework import serializers
 
 from orders.models import HoldType, Order, OrderEvent, OrderLine, Payment
 
+from .shipments import ShipmentSerializer
+
 MONEY = {"max_digits": 12, "decimal_places": 2}
 
 
@@ -277,13 +279,25 @@ class OrderSerializer(OrderListSerializer):
                     }
                     for fl in f.lines.all()
                 ],
+                "shipments": ShipmentSerializer(f.shipments.all(), many=True).data,
             }
             for f in order.fulfillments.all()
         ]
 
-    # Returns arrive with the returns issue; the contract's key is here now.
-    def get_returns(self, order) -> list:
-        return []
+    def get_returns(self, order) -> list[dict]:
+        """The order's returns in brief (`returns` is the returns app's reverse relation;
+        GET /api/v1/returns/{id}/ has the rest)."""
+        return [
+            {
+                "id": r.pk,
+                "number": r.number,
+                "status": r.status,
+                "method": r.method,
+                "refund_amount": str(r.refund_amount),
+                "created_at": r.created_at,
+            }
+            for r in order.returns.all()
+        ]
 
     def get_routing(self, order) -> dict | None:
         """The latest routing decision and why (`routing_decisions` is routing's reverse relation)."""

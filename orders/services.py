@@ -440,8 +440,9 @@ def order_capture(*, data: CaptureInput, actor: Actor) -> Order:
     order._prefetched_objects_cache = {
         "lines": lines,
         "payments": payments,
-        "fulfillments": [],
+        "fulfillments": [],  # a new order has none of these yet (the reverse relations the answer reads)
         "routing_decisions": [],
+        "returns": [],
     }
     derived = derive_status(lines, has_provisional=True)
     if derived != order.status:

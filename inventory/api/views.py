@@ -132,7 +132,7 @@ def _float_param(request, name: str, lo: float, hi: float) -> float | None:
     return value
 
 
-ApiKeyScheme = auth.ApiKeyAuthentication.keyword
+API_KEY_SCHEME = auth.ApiKeyAuthentication.keyword
 _json = JSONRenderer()
 
 
@@ -148,7 +148,7 @@ def _fast_availability(request) -> HttpResponse | None:
     if accept and "json" not in accept and "*/*" not in accept:
         return None
     scheme, _, raw = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-    key = auth.usable_key(raw.strip()) if scheme == ApiKeyScheme else None
+    key = auth.usable_key(raw.strip()) if scheme == API_KEY_SCHEME else None
     if key is None or not key.has_scope("inventory:read"):
         return None
     skus = list(dict.fromkeys(x.strip() for x in params.get("skus", "").split(",") if x.strip()))

@@ -54,7 +54,7 @@ class _State:
         self.seen_all: Any = None  # the global generation the local lookups below belong to
         self.items: dict[str, tuple[int, bool, float]] = {}  # sku → (item id, active, loaded at)
         self.channels: dict[str, tuple[Any, float]] = {}  # code → (Channel, loaded at)
-        self.pending: set[int | str] = set()
+        self.pending: set[tuple[str, int | str]] = set()  # (key prefix, item id or ALL) to bump
         self.lock = threading.Lock()
 
 
@@ -72,7 +72,7 @@ def enabled() -> bool:
 
 class _RedisStore:
     """MGET and pipelined SETs straight on the Redis client of the "atp" cache: the hot read
-    skips Django's per-key validation (a quarter of a cached read's CPU here)."""
+    skips Django's per-key key-making and validation, most of a cached read's CPU here."""
 
     def __init__(self, backend):
         self.client = backend._cache.get_client(None, write=True)

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('inventory', '0005_partner_connector'),
+        ('inventory', '0006_location_sla'),
     ]
 
     operations = [

@@ -14,6 +14,8 @@ from oms.actor import ActorFields
 
 
 class Customer(models.Model):
+    # On PostgreSQL, trigram indexes on UPPER(name), email and phone_digits serve the console's
+    # "contains" searches (orders/migrations/0006_console_search_indexes.py).
     email = models.EmailField(unique=True, help_text="Stored lower-cased.")
     name = models.CharField(max_length=200, blank=True)
     phone = models.CharField(max_length=40, blank=True)
@@ -114,6 +116,7 @@ class Order(FSMModelMixin, models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"]),
             models.Index(fields=["channel", "created_at"]),
+            models.Index(fields=["external_id"], name="order_external_id_idx"),  # console search
         ]
 
     def __str__(self) -> str:

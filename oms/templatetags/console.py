@@ -1,0 +1,77 @@
+"""Filters and tags for the customer-service console templates."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import template
+
+from oms.console.permissions import is_merchant as _is_merchant
+from oms.roles import CSR, MERCHANT, SUPERVISOR
+
+register = template.Library()
+
+STATUS_TONES = {
+    "on_hold": "warn",
+    "backordered": "warn",
+    "partially_allocated": "warn",
+    "cancelled": "muted",
+    "rejected": "bad",
+    "expired": "bad",
+    "dead": "bad",
+    "completed": "good",
+    "delivered": "good",
+    "picked_up": "good",
+    "shipped": "good",
+    "partially_shipped": "info",
+    "ready_for_pickup": "info",
+}
+
+
+@register.filter
+def tone(status: str) -> str:
+    """A colour family for a status badge."""
+    return STATUS_TONES.get(status, "plain")
+
+
+@register.filter
+def money(amount, currency: str = "") -> str:
+    if amount in (None, ""):
+        return "—"
+    value = Decimal(str(amount))
+    return f"{value:,.2f} {currency}".strip()
+
+
+@register.filter
+def get(mapping, key):
+    if mapping is None:
+        return None
+    return mapping.get(key) if hasattr(mapping, "get") else None
+
+
+@register.filter
+def humanize_key(value: str) -> str:
+    return str(value).replace("_", " ")
+
+
+@register.simple_tag
+def role_of(user) -> str:
+    if user.is_superuser:
+        return "Admin"
+    names = {g.name for g in user.groups.all()}
+    for role in (MERCHANT, SUPERVISOR, CSR):
+        if role in names:
+            return role
+    return "No role"
+
+
+@register.filter
+def is_merchant(user) -> bool:
+    return _is_merchant(user)
+
+
+@register.filter
+def score(value) -> str:
+    if value is None:
+        return "—"
+    return f"{float(value):.2f}"

@@ -159,7 +159,8 @@ def _term_lookups(term: str) -> tuple[set[int], list[int], list[str], bool]:
     customer_q = Q()
     kinds = []
     if "@" in term:
-        customer_q |= Q(email=Customer.normalise_email(term))
+        email = Customer.normalise_email(term)
+        customer_q |= Q(email=email) | Q(email__contains=email)  # exact (btree) or part (trigram)
         kinds.append("email")
     elif len(term) >= 3 and " " not in term:
         customer_q |= Q(email__contains=term.lower())
@@ -217,8 +218,9 @@ def search_queryset(params: SearchParams) -> tuple[QuerySet[Order], dict]:
     return qs.order_by(*SORTS.get(params.sort, SORTS["newest"])), info
 
 
-def order_search(params: SearchParams, *, page_size: int = PAGE_SIZE) -> SearchResult:
+def order_search(params: SearchParams, *, page_size: int | None = None) -> SearchResult:
     """One page of results: the same selector serves the console page and the benchmark."""
+    page_size = page_size or PAGE_SIZE
     qs, info = search_queryset(params)
     page = max(1, min(params.page, COUNT_CAP // page_size + 1))
     start = (page - 1) * page_size
@@ -431,8 +433,8 @@ class Page:
         return self.page > 1
 
 
-def _paged(qs, page: int, page_size: int = PAGE_SIZE) -> Page:
-    page = max(1, page)
+def _paged(qs, page: int, page_size: int | None = None) -> Page:
+    page, page_size = max(1, page), page_size or PAGE_SIZE
     start = (page - 1) * page_size
     rows = list(qs[start : start + page_size + 1])
     return Page(rows[:page_size], page, len(rows) > page_size)

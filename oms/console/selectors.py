@@ -175,11 +175,20 @@ def _term_lookups(term: str) -> tuple[set[int], list[int], list[str], bool]:
     customer_ids: list[int] = []
     too_broad = False
     if kinds:
-        customer_ids = list(Customer.objects.filter(customer_q).values_list("id", flat=True)[: CUSTOMER_CAP + 1])
-        too_broad = len(customer_ids) > CUSTOMER_CAP
-        customer_ids = customer_ids[:CUSTOMER_CAP]
-        if customer_ids:
-            matched.append(" / ".join(kinds))
+        rows = list(
+            Customer.objects.filter(customer_q).values_list("id", "email", "name", "phone_digits")[: CUSTOMER_CAP + 1]
+        )
+        too_broad = len(rows) > CUSTOMER_CAP
+        rows = rows[:CUSTOMER_CAP]
+        customer_ids = [row[0] for row in rows]
+        lowered = term.lower()
+        for _, email, name, digits in rows:  # say which field matched, for the CSR
+            if "email" in kinds and lowered in email:
+                matched.append("email")
+            if "name" in kinds and lowered in name.lower():
+                matched.append("name")
+            if suffix and digits.endswith(suffix):
+                matched.append("phone")
     return order_ids, customer_ids, sorted(set(matched)), too_broad
 
 

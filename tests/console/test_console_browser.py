@@ -1,0 +1,142 @@
+"""The main CSR journeys in a real browser (Playwright driving Chromium) against a live server.
+
+Screenshots go to /tmp/console_*.png."""
+
+import os
+
+import pytest
+from django.contrib.auth.models import User
+from playwright.sync_api import expect, sync_playwright
+
+from orders.models import Order, OrderEvent, OrderStatus
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls here are plain sync.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def browser():
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def console(browser, live_server, users):
+    """A page logged in to the console as the given user."""
+
+    def open_as(username: str):
+        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        page.goto(f"{live_server.url}/console/")
+        expect(page.locator("h1")).to_have_text("Log in to the console")
+        page.fill("input[name=username]", username)
+        page.fill("input[name=password]", username)
+        page.click("button[type=submit]")
+        expect(page.locator(".who .user")).to_have_text(username)
+        return page
+
+    return open_as
+
+
+def test_find_by_phone_read_why_it_was_routed_cancel_one_line(console, live_server, capture):
+    number = capture()["number"]
+    page = console("csr")
+    # The customer reads their phone number out with their own punctuation.
+    page.fill("input[name=q]", "(212) 555 0147")
+    page.click("#search-form button.primary")
+    expect(page.locator(".results-head h2")).to_have_text("1 order")
+    expect(page.locator(".results-head")).to_contain_text("matched by phone")
+    page.screenshot(path="/tmp/console_search_phone.png", full_page=True)
+    page.click(f"a.order-link:text('{number}')")
+
+    expect(page.locator("h1")).to_contain_text(number)
+    expect(page.locator("#routing-summary")).to_contain_text("Shipped from DC1")
+    expect(page.locator("#routing table.why tr.chosen")).to_contain_text("DC1")
+    expect(page.locator("#lines tbody tr")).to_have_count(2)
+    page.screenshot(path="/tmp/console_order.png", full_page=True)
+
+    # Cancel one unit of line B in the panel: the form, the confirmation, then done.
+    page.click("text=Cancel…")
+    dialog = page.locator("dialog#panel")
+    expect(dialog).to_be_visible()
+    line_b = Order.objects.get(number=number).lines.get(sku="B")
+    dialog.locator(f"input[name=qty_{line_b.pk}]").fill("1")
+    dialog.locator("input[name=reason]").fill("Customer no longer wants it")
+    dialog.locator("#submit").click()
+    expect(dialog.locator("#confirm-summary")).to_contain_text("Cancel 1 × B")
+    page.screenshot(path="/tmp/console_cancel_confirm.png")
+    dialog.locator("#confirm").click()
+    expect(page.locator(".messages")).to_contain_text("Lines cancelled.")
+    expect(page.locator(f"#line-{line_b.pk} td").nth(7)).to_have_text("1")  # the cancelled column
+    expect(page.locator("#timeline")).to_contain_text("Cancelled B × 1: Customer no longer wants it")
+    expect(page.locator("#timeline li.user").first).to_contain_text("User: csr")
+    page.screenshot(path="/tmp/console_cancelled_line.png", full_page=True)
+    line_b.refresh_from_db()
+    assert line_b.quantity_cancelled == 1
+
+
+def test_place_and_release_a_hold(console, capture):
+    number = capture()["number"]
+    page = console("csr")
+    page.fill("input[name=q]", number)
+    page.click("#search-form button.primary")  # an exact number opens the order
+    expect(page.locator("h1")).to_contain_text(number)
+
+    page.click("text=Hold…")
+    dialog = page.locator("dialog#panel")
+    dialog.locator("select[name=hold_type]").select_option("customer_service")
+    dialog.locator("input[name=reason]").fill("Customer wants to add a gift message")
+    dialog.locator("#submit").click()
+    expect(dialog.locator("#confirm-summary")).to_contain_text("Place a customer service hold")
+    dialog.locator("#confirm").click()
+    expect(page.locator("#order-status")).to_have_text("On hold")
+    expect(page.locator("#holds")).to_contain_text("Customer wants to add a gift message")
+    page.screenshot(path="/tmp/console_held.png", full_page=True)
+
+    page.click("text=Release…")
+    dialog.locator("input[name=note]").fill("Gift message added")
+    dialog.locator("#submit").click()
+    expect(dialog.locator("#confirm-summary")).to_contain_text("No hold is left")
+    dialog.locator("#confirm").click()
+    expect(page.locator(".messages")).to_contain_text("Hold released.")
+    expect(page.locator("#order-status")).not_to_have_text("On hold")
+    expect(page.locator("#holds")).to_have_count(0)
+    order = Order.objects.get(number=number)
+    assert order.status != OrderStatus.ON_HOLD
+    assert list(
+        OrderEvent.objects.filter(order=order, actor_label="csr").values_list("type", flat=True).order_by("id")
+    ) == ["order.held", "order.released"]
+
+
+def test_a_service_refusal_is_shown_in_the_panel(console, capture):
+    number = capture()["number"]
+    page = console("csr")
+    page.goto(page.url.split("/console/")[0] + f"/console/orders/{number}/")
+    page.click("text=Cancel…")
+    dialog = page.locator("dialog#panel")
+    dialog.locator("input[name=reason]").fill("Duplicate order")
+    dialog.locator("#submit").click()
+    Order.objects.filter(number=number).update(status=OrderStatus.SHIPPED)  # shipped meanwhile
+    dialog.locator("#confirm").click()
+    expect(dialog.locator("#action-error")).to_contain_text("nothing is left to cancel")
+    page.screenshot(path="/tmp/console_refused.png")
+
+
+def test_a_csr_cannot_reach_merchant_screens(console, live_server, db):
+    page = console("csr")
+    expect(page.locator("nav.main")).not_to_contain_text("Admin")
+    for path in ("/admin/inventory/location/add/", "/admin/oms/apikey/", "/admin/routing/routingprofile/"):
+        response = page.goto(f"{live_server.url}{path}")
+        assert response.status == 403, path
+    page.screenshot(path="/tmp/console_csr_admin_403.png")
+    # Someone without a role reaches no console page either.
+    User.objects.filter(username="nobody").update(is_staff=False)
+    other = console("nobody")
+    expect(other.locator("h1")).to_have_text("Not allowed")
+    other.screenshot(path="/tmp/console_nobody_403.png")

@@ -138,23 +138,26 @@ def phone_suffix(term: str) -> str | None:
 def _term_lookups(term: str) -> tuple[set[int], list[int], list[str], bool]:
     """Order ids and customer ids the box matches, one indexed lookup per kind of match."""
     matched: list[str] = []
-    order_q = Q(external_id=term)
-    number = normalise_number(term)
-    if number:
-        order_q |= Q(number=number)
     order_ids = set()
-    for pk, num in Order.objects.filter(order_q).values_list("id", "number")[:CUSTOMER_CAP]:
-        order_ids.add(pk)
-        matched.append("order number" if num == number else "channel order id")
-    compact = term.replace(" ", "")
-    tracked = set(
-        Shipment.objects.filter(tracking_number__in={term, compact, compact.upper()}).values_list(
-            "fulfillment__order_id", flat=True
-        )[:CUSTOMER_CAP]
-    )
-    if tracked:
-        matched.append("tracking number")
-        order_ids |= tracked
+    if "@" not in term:  # an email is nothing else
+        order_q = Q(external_id=term)
+        number = normalise_number(term)
+        if number:
+            order_q |= Q(number=number)
+        for pk, num in Order.objects.filter(order_q).values_list("id", "number")[:CUSTOMER_CAP]:
+            order_ids.add(pk)
+            matched.append("order number" if num == number else "channel order id")
+        if "order number" in matched:
+            return order_ids, [], ["order number"], False  # an order number is nothing else either
+        compact = term.replace(" ", "")
+        tracked = set(
+            Shipment.objects.filter(tracking_number__in={term, compact, compact.upper()}).values_list(
+                "fulfillment__order_id", flat=True
+            )[:CUSTOMER_CAP]
+        )
+        if tracked:
+            matched.append("tracking number")
+            order_ids |= tracked
 
     customer_q = Q()
     kinds = []

@@ -398,7 +398,7 @@ def reroute(request, number: str, fulfillment_id: int):
         order,
         form=form,
         title=f"Re-route fulfilment {fulfillment.pk} ({fulfillment.location.code})",
-        intro="The simulation below shows where routing would send these units now, without this location.",
+        intro="The simulation above shows where routing would send these units now, without this location.",
         submit="Review re-route",
         apply=apply,
         summary=summary,

@@ -140,3 +140,42 @@ def test_a_csr_cannot_reach_merchant_screens(console, live_server, db):
     other = console("nobody")
     expect(other.locator("h1")).to_have_text("Not allowed")
     other.screenshot(path="/tmp/console_nobody_403.png")
+
+
+def test_reroute_with_the_simulation_and_the_other_pages(console, live_server, capture, network):
+    from tests.factories import stock
+
+    stock(network["dc2"], network["item"], 10)
+    stock(network["dc2"], network["other"], 10)
+    number = capture()["number"]
+    order = Order.objects.get(number=number)
+    fulfillment = order.fulfillments.get()
+    page = console("csr")
+    page.goto(f"{live_server.url}/console/orders/{number}/")
+    page.click("text=Re-route…")
+    dialog = page.locator("dialog#panel")
+    expect(dialog.locator("#simulation")).to_contain_text("Simulation: without DC1")
+    expect(dialog.locator("#simulation .summary")).to_contain_text("DC2")
+    page.screenshot(path="/tmp/console_reroute_simulation.png")
+    dialog.locator("input[name=reason]").fill("DC1 is closed today")
+    dialog.locator("#submit").click()
+    dialog.locator("#confirm").click()
+    expect(page.locator(".messages")).to_contain_text(f"Fulfilment {fulfillment.pk} taken from DC1")
+    expect(page.locator("#fulfillments")).to_contain_text("DC2")
+    expect(page.locator("#timeline")).to_contain_text("Re-routed A × 3, B × 1 away from DC1: DC1 is closed today")
+    page.screenshot(path="/tmp/console_rerouted.png", full_page=True)
+
+    page.click("nav.main >> text=Queues")
+    expect(page.locator("h1")).to_have_text("Work queues")
+    page.screenshot(path="/tmp/console_queues.png")
+    page.click("nav.main >> text=Inventory")
+    page.fill("input[name=sku]", "A")
+    page.select_option("select[name=channel]", "web")
+    page.fill("input[name=near]", "40.75, -73.99")
+    page.click("button:text('Look up')")
+    expect(page.locator("#by-location")).to_contain_text("DC2")
+    expect(page.locator("#near")).to_contain_text("STORE1")
+    page.screenshot(path="/tmp/console_inventory.png", full_page=True)
+    page.goto(f"{live_server.url}/console/customers/{order.customer_id}/")
+    expect(page.locator("#customer-orders")).to_contain_text(number)
+    page.screenshot(path="/tmp/console_customer.png")

@@ -194,12 +194,18 @@ def seed(n_orders: int) -> None:
     for w in weights:
         total += w
         bounds.append(total)
-    channel_case = "CASE " + " ".join(
-        f"WHEN g %% 100 < {b} THEN {cid}" for b, cid in zip(bounds, channel_ids, strict=True)
-    ) + " END"
-    prefix_case = "CASE " + " ".join(
-        f"WHEN g %% 100 < {b} THEN '{code[:2].upper()}'" for b, (code, _, _) in zip(bounds, CHANNELS, strict=True)
-    ) + " END"
+    channel_case = (
+        "CASE "
+        + " ".join(f"WHEN g %% 100 < {b} THEN {cid}" for b, cid in zip(bounds, channel_ids, strict=True))
+        + " END"
+    )
+    prefix_case = (
+        "CASE "
+        + " ".join(
+            f"WHEN g %% 100 < {b} THEN '{code[:2].upper()}'" for b, (code, _, _) in zip(bounds, CHANNELS, strict=True)
+        )
+        + " END"
+    )
     now = timezone.now()
     span_s = int(timedelta(days=730).total_seconds())
     params = {
@@ -393,7 +399,11 @@ def ensure_decisions(numbers: list[str]) -> None:
     RoutingDecision.objects.bulk_create(
         [
             RoutingDecision(
-                order=o, attempt=1, strategy=plan.strategy or "", plan={}, explanation=plan.explanation,
+                order=o,
+                attempt=1,
+                strategy=plan.strategy or "",
+                plan={},
+                explanation=plan.explanation,
                 summary=plan.explanation["summary"][:300],
             )
             for o in orders
@@ -456,7 +466,9 @@ def main() -> None:
 
     def phone_as_typed(c: Customer) -> str:
         d = c.phone_digits[-10:]
-        return rng.choice([f"({d[:3]}) {d[3:6]}-{d[6:]}", f"+1 {d[:3]} {d[3:6]} {d[6:]}", d, f"1-{d[:3]}-{d[3:6]}-{d[6:]}"])
+        return rng.choice(
+            [f"({d[:3]}) {d[3:6]}-{d[6:]}", f"+1 {d[:3]} {d[3:6]} {d[6:]}", d, f"1-{d[:3]}-{d[3:6]}-{d[6:]}"]
+        )
 
     today = orders[0].created_at.date() if orders else None
     kinds = {
@@ -489,7 +501,9 @@ def main() -> None:
             for c in customers
         ],
         "filter: page 20 of a channel": [SearchParams(channel=rng.choice(channels), page=20) for _ in orders],
-        "no filter, highest total first": [SearchParams(sort="total_desc") for _ in orders[: max(20, len(orders) // 10)]],
+        "no filter, highest total first": [
+            SearchParams(sort="total_desc") for _ in orders[: max(20, len(orders) // 10)]
+        ],
     }
     found = {}
     for label, samples in kinds.items():

@@ -116,7 +116,9 @@ class Order(FSMModelMixin, models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"]),
             models.Index(fields=["channel", "created_at"]),
-            models.Index(fields=["external_id"], name="order_external_id_idx"),  # console search
+            # console search: a channel order id without its channel; "highest total first"
+            models.Index(fields=["external_id"], name="order_external_id_idx"),
+            models.Index(fields=["grand_total", "id"], name="order_grand_total_idx"),
         ]
 
     def __str__(self) -> str:

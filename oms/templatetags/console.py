@@ -7,6 +7,7 @@ from decimal import Decimal
 from django import template
 
 from oms.console.permissions import is_merchant as _is_merchant
+from oms.console.selectors import COUNT_CAP
 from oms.roles import CSR, MERCHANT, SUPERVISOR
 
 register = template.Library()
@@ -75,3 +76,9 @@ def score(value) -> str:
     if value is None:
         return "—"
     return f"{float(value):.2f}"
+
+
+@register.filter
+def capped(count: int) -> str:
+    """A count from a capped COUNT query: "250+" past the cap."""
+    return f"{COUNT_CAP:,}+" if count > COUNT_CAP else f"{count:,}"

@@ -12,8 +12,9 @@ from routing.services import route_order
 from tests.factories import ItemFactory, LocationFactory, stock
 
 # session, user, permissions (2), roles badge; the form's channel and location lookups and
-# dropdowns (4); term lookups: orders, tracking numbers, customers (3); the page; its fulfilments; the count.
-SEARCH_MAX_QUERIES = 15
+# dropdowns (4); term lookups: orders, tracking numbers, customers (3); the page's ids, its rows,
+# their fulfilments; the count.
+SEARCH_MAX_QUERIES = 16
 # session, user, permissions (2), roles badge; the order and its lines, allocations, payments,
 # holds, events, fulfilments, their lines, shipments, shipment lines, decisions; location names.
 ORDER_PAGE_MAX_QUERIES = 17

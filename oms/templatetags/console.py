@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from urllib.parse import quote
 
 from django import template
 
@@ -82,3 +83,19 @@ def score(value) -> str:
 def capped(count: int) -> str:
     """A count from a capped COUNT query: "250+" past the cap."""
     return f"{COUNT_CAP:,}+" if count > COUNT_CAP else f"{count:,}"
+
+
+# Public tracking pages of the big carriers, by the carrier name a shipment was sent with.
+TRACKING_PAGES = {
+    "UPS": "https://www.ups.com/track?tracknum={}",
+    "FEDEX": "https://www.fedex.com/fedextrack/?trknbr={}",
+    "USPS": "https://tools.usps.com/go/TrackConfirmAction?tLabels={}",
+    "DHL": "https://www.dhl.com/global-en/home/tracking/tracking-express.html?tracking-id={}",
+}
+
+
+@register.filter
+def tracking_url(shipment) -> str:
+    """The carrier's public tracking page for a shipment, or "" for a carrier we do not know."""
+    page = TRACKING_PAGES.get((shipment.carrier or "").strip().upper().replace(" ", ""))
+    return page.format(quote(shipment.tracking_number)) if page and shipment.tracking_number else ""

@@ -183,6 +183,8 @@ def test_search_finds_an_order_by_every_kind_of_term(csr, place, run_on_commit):
         assert numbers(r) == expected, term
     r = csr.get("/console/", {"q": "hopper"})
     assert "Customer: Grace Hopper" in text(r)  # one customer matched: a link to all their orders
+    page = text(csr.get(f"/console/orders/{grace.number}/"))
+    assert 'href="https://www.ups.com/track?tracknum=1Z999AA10123456784"' in page  # a tracking link
 
 
 def test_search_filters_and_sorting(csr, place, network, run_on_commit):

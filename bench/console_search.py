@@ -476,6 +476,12 @@ def main() -> None:
     channels = list(Channel.objects.all())
     locations = list(Location.objects.filter(code__startswith="CS-LOC"))
 
+    def misspell(name: str) -> str:
+        """Swap two letters in the middle of the surname: "Lovelace" → "Lovelcae"."""
+        first, last = name.split(" ", 1)
+        i = max(1, len(last) // 2)
+        return f"{first} {last[: i - 1]}{last[i]}{last[i - 1]}{last[i + 1 :]}"
+
     def phone_as_typed(c: Customer) -> str:
         d = c.phone_digits[-10:]
         return rng.choice(
@@ -491,6 +497,7 @@ def main() -> None:
         "email (part, no @)": [SearchParams(q=c.email.split("@")[0]) for c in customers],
         "name (first and last)": [SearchParams(q=c.name) for c in customers],
         "name (surname only)": [SearchParams(q=c.name.split()[-1]) for c in customers],
+        "name misspelt (similar-name fallback)": [SearchParams(q=misspell(c.name)) for c in customers],
         "phone (as typed)": [SearchParams(q=phone_as_typed(c)) for c in customers],
         "tracking number": [SearchParams(q=t) for t in tracking],
         "filter: channel": [SearchParams(channel=rng.choice(channels)) for _ in orders],

@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, Exists, F, Min, OuterRef, Prefetch, Q, QuerySet, Sum
+from django.db import connection
+from django.db.models import BooleanField, Count, Exists, F, FloatField, Min, OuterRef, Prefetch, Q, QuerySet, Sum
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from inventory.models import Capability, Channel, IncomingSupply, Item, Location, Stock
@@ -195,7 +197,27 @@ def _term_lookups(term: str) -> tuple[set[int], list[int], list[str], bool]:
                 matched.append("name")
             if suffix and digits.endswith(suffix):
                 matched.append("phone")
+    if not order_ids and not customer_ids and "name" in kinds and connection.vendor == "postgresql":
+        customer_ids = similar_names(term)  # "Lovelase" still finds Ada Lovelace
+        if customer_ids:
+            matched.append("similar name")
     return order_ids, customer_ids, sorted(set(matched)), too_broad
+
+
+SIMILAR_NAMES = 50
+
+
+def similar_names(term: str) -> list[int]:
+    """Customers whose name is trigram-similar to `term` (pg_trgm's % operator, served by the
+    UPPER(name) trigram index), most similar first: the fallback when nothing contains it."""
+    similar = RawSQL("UPPER(orders_customer.name) %% UPPER(%s)", [term], output_field=BooleanField())
+    score = RawSQL("similarity(UPPER(orders_customer.name), UPPER(%s))", [term], output_field=FloatField())
+    return list(
+        Customer.objects.filter(similar)
+        .annotate(score=score)
+        .order_by("-score", "id")
+        .values_list("id", flat=True)[:SIMILAR_NAMES]
+    )
 
 
 def _day_start(day: date) -> datetime:

@@ -561,3 +561,12 @@ def test_customer_view_lists_every_order_across_channels(csr, place, network):
     assert r.context["summary"]["channels"] == ["market", "web"]
     ItemFactory(sku="UNUSED")  # unrelated data does not show up
     assert csr.get("/console/customers/999999/").status_code == 404
+
+
+@pytest.mark.postgres
+def test_a_misspelt_name_finds_similar_names_on_postgresql(csr, place):
+    ada = place()
+    r = csr.get("/console/", {"q": "Ada Lovelase"})
+    assert numbers(r) == [ada.number]
+    assert "similar name" in text(r)
+    assert numbers(csr.get("/console/", {"q": "Zzyzx Qwerty"})) == []

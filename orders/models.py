@@ -424,6 +424,8 @@ class Fulfillment(FSMModelMixin, models.Model):
         indexes = [
             models.Index(fields=["location", "status"]),
             models.Index(fields=["location", "created_at"]),
+            # the console's queue of rejected fulfilments (few rows have a rejection reason)
+            models.Index(fields=["-updated_at"], condition=~Q(rejection_reason=""), name="fulfillment_rejected_idx"),
         ]
 
     def __str__(self) -> str:

@@ -541,11 +541,17 @@ def dead_letters(page: int) -> Page:
 
 def rejected_fulfillments_qs() -> QuerySet[Fulfillment]:
     """Fulfilments a location refused (all or some) on orders that are still open."""
-    return Fulfillment.objects.filter(
-        Q(status=FulfillmentStatus.REJECTED) | Q(lines__quantity_rejected__gt=0),
-        order__status__in=[*BACKORDER_STATES, OrderStatus.RECEIVED, OrderStatus.ALLOCATED, OrderStatus.ON_HOLD]
-        + [OrderStatus.IN_FULFILLMENT, OrderStatus.PARTIALLY_SHIPPED],
-    ).distinct()
+    # Every rejection, whole or partial, records its reason on the fulfilment (a partial index).
+    return Fulfillment.objects.exclude(rejection_reason="").filter(
+        order__status__in=[
+            *BACKORDER_STATES,
+            OrderStatus.RECEIVED,
+            OrderStatus.ALLOCATED,
+            OrderStatus.ON_HOLD,
+            OrderStatus.IN_FULFILLMENT,
+            OrderStatus.PARTIALLY_SHIPPED,
+        ]
+    )
 
 
 def rejected_fulfillments(page: int) -> Page:

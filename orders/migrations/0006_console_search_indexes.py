@@ -4,6 +4,7 @@
   unique (channel, external_id) index cannot serve that).
 * `(grand_total, id)`: "highest total first" reads the top of an index instead of sorting a
   million orders.
+* fulfilments with a rejection reason (partial index, a few rows): the rejected-fulfilments queue.
 * PostgreSQL only, trigram GIN indexes (pg_trgm) for "contains" searches on customers: the
   name (as UPPER(name), which is what a case-insensitive `icontains` compares), the email, and
   the phone digits (a phone number is matched by its last ten digits: `LIKE '%…'`). SQLite
@@ -66,6 +67,12 @@ class Migration(migrations.Migration):
         AddIndexConcurrentlyOnPostgres(
             model_name="order",
             index=models.Index(fields=["grand_total", "id"], name="order_grand_total_idx"),
+        ),
+        AddIndexConcurrentlyOnPostgres(
+            model_name="fulfillment",
+            index=models.Index(
+                fields=["-updated_at"], condition=~models.Q(rejection_reason=""), name="fulfillment_rejected_idx"
+            ),
         ),
         TrigramExtension(),
         PostgresOnlySQL(

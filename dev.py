@@ -2,6 +2,7 @@
 """Set up and run the OMS on a fresh machine with only Python 3.11.
 
 python3 dev.py run     install, migrate, load demo data, serve on http://127.0.0.1:8000
+                       (and the sandbox carrier on http://127.0.0.1:8070)
 python3 dev.py test    install (with test tools) and run the whole test suite
 """
 
@@ -44,7 +45,18 @@ def run() -> None:
     manage = [str(PY), "manage.py"]
     sh(*manage, "migrate", "--noinput", "-v0", env=env)
     sh(*manage, "seed_demo", env=env)
-    sh(*manage, "runserver", "127.0.0.1:8000", env=env)
+    # The built-in sandbox carrier beside the server (seed_demo configured it as SANDBOX), at
+    # 120× speed and pushing tracking back to the OMS (no beat runs without Redis).
+    carrier = subprocess.Popen(
+        [*manage, "run_sandbox_carrier", "--port", "8070", "--speed", "120", "--webhook-url",
+         "http://127.0.0.1:8000/api/v1/carriers/SANDBOX/tracking/", "--webhook-secret", "sandbox-demo-webhook-secret"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+    )  # fmt: skip
+    try:
+        sh(*manage, "runserver", "127.0.0.1:8000", env=env)
+    finally:
+        carrier.terminate()
 
 
 def test(extra: list[str]) -> None:

@@ -46,7 +46,18 @@ def _perms(actions: tuple[str, ...], models: tuple[str, ...]) -> frozenset[str]:
     return frozenset(out)
 
 
-ORDER_MODELS = ("order", "orderline", "allocation", "payment", "orderhold", "orderevent", "customer", "holdrule")
+ORDER_MODELS = (
+    "order",
+    "orderline",
+    "allocation",
+    "payment",
+    "orderhold",
+    "orderevent",
+    "customer",
+    "holdrule",
+    "shipment",
+    "trackingevent",
+)
 
 _CSR_PERMS = (
     _perms(("view",), tuple(f"inventory.{m}" for m in INVENTORY_MODELS))
@@ -60,7 +71,7 @@ _CSR_PERMS = (
 GROUP_PERMISSIONS: dict[str, frozenset[str]] = {
     CSR: _CSR_PERMS,
     SUPERVISOR: _CSR_PERMS | {"inventory.change_stock"},
-    MERCHANT: _CSR_PERMS | _perms(("add", "change", "view"), (*MERCHANT_MANAGED, "orders.holdrule")),
+    MERCHANT: _CSR_PERMS | _perms(("add", "change", "view"), (*MERCHANT_MANAGED, "orders.holdrule", "orders.carrier")),
 }
 
 

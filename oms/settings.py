@@ -155,6 +155,8 @@ SPECTACULAR_SETTINGS = {
         "FulfillmentStatusEnum": "orders.models.FulfillmentStatus",
         "SupplyStatusEnum": "inventory.models.IncomingSupply.Status",
         "ReservationStatusEnum": "inventory.models.Reservation.Status",
+        "TrackingStatusEnum": "orders.carriers.models.TrackingStatus",
+        "CarrierTrackingStatusEnum": "orders.carriers.models.CARRIER_STATUSES",
     },
 }
 
@@ -182,6 +184,10 @@ CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {"task": "oms.relay_outbox", "schedule": 5.0},
     "deliver-webhooks": {"task": "oms.deliver_webhooks", "schedule": 10.0},
     "purge-idempotency-records": {"task": "oms.purge_idempotency_records", "schedule": 3600.0},
+    "poll-carrier-tracking": {
+        "task": "orders.poll_tracking",
+        "schedule": float(os.environ.get("CARRIER_TRACKING_POLL_SECONDS", "60")),
+    },
 }
 
 OUTBOX_MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "12"))
@@ -209,3 +215,11 @@ WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", "10"))
 IDEMPOTENCY_TTL_HOURS = int(os.environ.get("IDEMPOTENCY_TTL_HOURS", "48"))
 # After this many location rejections an order goes to the sourcing exception queue.
 ROUTING_MAX_ATTEMPTS = int(os.environ.get("ROUTING_MAX_ATTEMPTS", "3"))
+
+# --- Carriers ---------------------------------------------------------------------------------
+CARRIER_TIMEOUT_SECONDS = float(os.environ.get("CARRIER_TIMEOUT_SECONDS", "10"))
+# A parcel in transit is asked about at most this often; a failing carrier backs off from the base.
+CARRIER_TRACKING_INTERVAL_SECONDS = float(os.environ.get("CARRIER_TRACKING_INTERVAL_SECONDS", "1800"))
+CARRIER_TRACKING_BACKOFF_SECONDS = float(os.environ.get("CARRIER_TRACKING_BACKOFF_SECONDS", "60"))
+CARRIER_TRACKING_MAX_DAYS = int(os.environ.get("CARRIER_TRACKING_MAX_DAYS", "60"))
+CARRIER_WEBHOOK_TOLERANCE_SECONDS = int(os.environ.get("CARRIER_WEBHOOK_TOLERANCE_SECONDS", "300"))

@@ -29,6 +29,7 @@ from oms.actor import Actor
 from oms.errors import DomainError
 
 from . import services
+from .carriers.admin import ShipmentAdmin
 from .models import (
     Allocation,
     Customer,
@@ -39,6 +40,7 @@ from .models import (
     OrderHold,
     OrderLine,
     Payment,
+    Shipment,
 )
 
 ACTION_FORM_TEMPLATE = "admin/orders/order/action_confirmation.html"
@@ -229,6 +231,7 @@ class OrderAdmin(PhoneDigitsSearchMixin, admin.ModelAdmin):
             {"fields": ["currency", "subtotal", "discount_total", "shipping_total", "tax_total", "grand_total"]},
         ),
         ("Routing", {"fields": ["routing_decision", "fulfillment_summary"]}),
+        ("Shipments", {"fields": ["shipment_summary"]}),
     ]
     readonly_fields = [name for _, options in fieldsets for name in options["fields"]]
     inlines = [OrderLineInline, PaymentInline, ActiveHoldInline, OrderEventInline]
@@ -277,6 +280,19 @@ class OrderAdmin(PhoneDigitsSearchMixin, admin.ModelAdmin):
             for f in order.fulfillments.select_related("location").prefetch_related("lines__line")
         ]
         return format_html_join("", "<div>{}</div>", ((i,) for i in items)) or "—"
+
+    @admin.display(description="shipments")
+    def shipment_summary(self, order: Order):
+        rows = [
+            (
+                reverse("admin:orders_shipment_change", args=[sh.pk]),
+                f"#{sh.pk}",
+                f"F{sh.fulfillment_id} {sh.carrier} {sh.service} {sh.tracking_number}".strip(),
+                sh.get_tracking_status_display(),
+            )
+            for sh in Shipment.objects.filter(fulfillment__order=order).order_by("pk")
+        ]
+        return format_html_join("", '<div><a href="{}">{}</a> {} — {}</div>', rows) or "—"
 
     @admin.display(description="shipping address")
     def shipping_address(self, order: Order) -> str:
@@ -509,3 +525,6 @@ class CustomerAdmin(PhoneDigitsSearchMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+admin.site.register(Shipment, ShipmentAdmin)

@@ -182,6 +182,70 @@ def fulfillment_ready(order: Order, actor: Actor, *, fulfillment) -> OrderEvent:
     )
 
 
+def fulfillment_delivered(order: Order, actor: Actor, *, fulfillment) -> OrderEvent:
+    return _record(
+        order,
+        "fulfillment.delivered",
+        f"Fulfilment {fulfillment.pk} from {fulfillment.location.code} delivered",
+        actor,
+        {"fulfillment": fulfillment.pk, "location": fulfillment.location.code},
+        webhook="fulfillment.delivered",
+    )
+
+
+def _shipment_data(fulfillment, shipment) -> dict:
+    return {
+        "fulfillment": fulfillment.pk,
+        "location": fulfillment.location.code,
+        "shipment": shipment.pk,
+        "carrier": shipment.carrier,
+        "service": shipment.service,
+        "tracking_number": shipment.tracking_number,
+    }
+
+
+# Tracking statuses integrators are told about, as webhook event types.
+TRACKING_WEBHOOKS = {
+    "in_transit": "shipment.in_transit",
+    "out_for_delivery": "shipment.out_for_delivery",
+    "delivered": "shipment.delivered",
+    "exception": "shipment.exception",
+}
+
+
+def shipment_tracking(
+    order: Order, actor: Actor, *, fulfillment, shipment, status: str, description: str, location: str, occurred_at
+) -> OrderEvent:
+    """The parcel's tracking status changed (one entry per change, not per scan)."""
+    where = f" ({location})" if location else ""
+    return _record(
+        order,
+        f"shipment.{status}",
+        f"Shipment {shipment.tracking_number or shipment.pk} {status.replace('_', ' ')}: {description}{where}",
+        actor,
+        {
+            **_shipment_data(fulfillment, shipment),
+            "tracking_status": status,
+            "description": description,
+            "where": location,
+            "occurred_at": occurred_at.isoformat(),
+        },
+        webhook=TRACKING_WEBHOOKS.get(status),
+    )
+
+
+def shipment_label(
+    order: Order, actor: Actor, *, fulfillment, shipment, what: str, old_tracking_number: str = ""
+) -> OrderEvent:
+    """A label was voided or replaced (buying the first one is part of `fulfillment.shipped`)."""
+    data = {**_shipment_data(fulfillment, shipment), "old_tracking_number": old_tracking_number}
+    if what == "voided":
+        message = f"Label {shipment.carrier} {shipment.tracking_number} voided"
+    else:
+        message = f"Label {shipment.carrier} {old_tracking_number} replaced by {shipment.tracking_number}"
+    return _record(order, f"shipment.label_{what}", message, actor, data)
+
+
 def order_completed(order: Order, actor: Actor) -> OrderEvent:
     return _record(order, "order.completed", "Order completed", actor, {}, webhook="order.completed")
 

@@ -12,10 +12,20 @@ from django_fsm import RETURN_VALUE, FSMField, FSMModelMixin, transition
 
 from oms.actor import ActorFields
 
+# The carrier models live in orders.carriers; importing them here registers them with the app.
+from .carriers.models import (  # noqa: F401
+    CARRIER_STATUSES,
+    TRACKED,
+    Carrier,
+    CarrierWebhookReceipt,
+    TrackingEvent,
+    TrackingStatus,
+)
+
 
 class Customer(models.Model):
     # On PostgreSQL, trigram indexes on UPPER(name), email and phone_digits serve the console's
-    # "contains" searches (orders/migrations/0006_console_search_indexes.py).
+    # "contains" searches (orders/migrations/0007_console_search_indexes.py).
     email = models.EmailField(unique=True, help_text="Stored lower-cased.")
     name = models.CharField(max_length=200, blank=True)
     phone = models.CharField(max_length=40, blank=True)
@@ -508,14 +518,31 @@ class FulfillmentLine(models.Model):
         return self.quantity - self.quantity_rejected - self.quantity_shipped
 
 
-class Shipment(models.Model):
-    """One parcel (or pickup hand-over) out of a fulfilment: its lines, carrier and tracking."""
+class Shipment(FSMModelMixin, models.Model):
+    """One parcel out of a fulfilment: its lines, carrier, service, label and tracking.
+
+    `carrier` is what the sender called the carrier; `carrier_account` links a configured
+    `Carrier` when that name is one (then the OMS tracks the parcel), or when the OMS bought
+    the label itself (then `label_*` hold it). `tracking_status` follows the carrier's events."""
 
     fulfillment = models.ForeignKey(Fulfillment, on_delete=models.CASCADE, related_name="shipments")
     carrier = models.CharField(max_length=50, blank=True)
+    carrier_account = models.ForeignKey(
+        "orders.Carrier", null=True, blank=True, on_delete=models.PROTECT, related_name="shipments"
+    )
     service = models.CharField(max_length=50, blank=True)
     tracking_number = models.CharField(max_length=100, blank=True, db_index=True)
     reference = models.CharField(max_length=100, blank=True, help_text="The sender's id for this shipment.")
+    label_format = models.CharField(max_length=8, blank=True, help_text="pdf or zpl, when the OMS bought the label.")
+    label_data = models.TextField(blank=True, help_text="The label document, base64.")
+    label_cost = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    label_currency = models.CharField(max_length=3, blank=True)
+    tracking_status = FSMField(default=TrackingStatus.UNTRACKED, choices=TrackingStatus.choices, protected=True)
+    tracking_checked_at = models.DateTimeField(null=True, blank=True, help_text="Last successful tracking poll.")
+    next_tracking_check_at = models.DateTimeField(null=True, blank=True)
+    tracking_failures = models.PositiveIntegerField(default=0, help_text="Failed polls in a row (backoff).")
+    tracking_error = models.CharField(max_length=300, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -525,9 +552,39 @@ class Shipment(models.Model):
                 fields=["fulfillment", "reference"], condition=~Q(reference=""), name="shipment_reference_uniq"
             )
         ]
+        indexes = [models.Index(fields=["tracking_status", "next_tracking_check_at"])]
 
     def __str__(self) -> str:
         return f"{self.carrier} {self.tracking_number}".strip() or f"shipment {self.pk}"
+
+    @property
+    def has_label(self) -> bool:
+        """The OMS bought this label (so it can void or replace it)."""
+        return bool(self.label_data)
+
+    # Carriers report; these only record what they said. Delivered and voided are final, and
+    # nothing goes back to "label created".
+    @transition(
+        field=tracking_status,
+        source=TRACKED,
+        target=RETURN_VALUE(
+            TrackingStatus.IN_TRANSIT,
+            TrackingStatus.OUT_FOR_DELIVERY,
+            TrackingStatus.DELIVERED,
+            TrackingStatus.EXCEPTION,
+        ),
+    )
+    def track(self, status: str) -> str:
+        """The carrier's latest event says where the parcel is."""
+        return status
+
+    @transition(field=tracking_status, source=TrackingStatus.LABEL_CREATED, target=TrackingStatus.VOIDED)
+    def void_label(self) -> None:
+        """The carrier cancelled the label (the parcel never moved)."""
+
+    @transition(field=tracking_status, source=TrackingStatus.VOIDED, target=TrackingStatus.LABEL_CREATED)
+    def relabel(self) -> None:
+        """A new label replaces the voided one."""
 
 
 class ShipmentLine(models.Model):

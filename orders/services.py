@@ -28,6 +28,8 @@ from oms.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from oms.outbox import outbox_enqueue_task, outbox_revive
 
 from . import events
+from .carriers.adapters import Label
+from .carriers.models import Carrier, TrackingStatus
 from .models import (
     FULFILLMENT_ACTIVE,
     PRE_SHIPMENT_STATES,
@@ -1043,6 +1045,30 @@ def _hand_over(
     return moved, captured
 
 
+def _check_shippable(order: Order, fulfillment: Fulfillment) -> None:
+    if fulfillment.status not in SHIPPABLE:
+        raise InvalidTransition(f"Fulfilment {fulfillment.pk} is {fulfillment.status}; it cannot ship.")
+    if order.is_pickup and fulfillment.transfer_to_id is None:
+        raise InvalidTransition(f"Fulfilment {fulfillment.pk} is a pickup: mark it ready for pickup instead.")
+
+
+def fulfillment_ship_check(*, fulfillment_id: int, lines: dict[int, int] | None = None) -> dict[int, int]:
+    """What `fulfillment_ship` would ship ({line id: units}), or the error it would raise; read
+    only, so a carrier label is bought only for a shipment that can happen."""
+    fulfillment = Fulfillment.objects.select_related("order").filter(pk=fulfillment_id).first()
+    if fulfillment is None:
+        raise NotFound(f"No fulfilment {fulfillment_id}.")
+    _check_shippable(fulfillment.order, fulfillment)
+    flines = {fl.line_id: fl for fl in fulfillment.lines.all()}
+    wanted = (
+        {line_id: fl.quantity_open for line_id, fl in flines.items() if fl.quantity_open} if lines is None else lines
+    )
+    if not wanted:
+        raise InvalidTransition(f"Fulfilment {fulfillment.pk} has nothing left to ship.")
+    _check_requested(fulfillment, flines, wanted, "can ship")
+    return wanted
+
+
 @transaction.atomic
 def fulfillment_ship(
     *,
@@ -1053,21 +1079,41 @@ def fulfillment_ship(
     service: str = "",
     reference: str = "",
     lines: dict[int, int] | None = None,
+    label: Label | None = None,
 ) -> Shipment:
     """Ship all of a fulfilment or some of its lines (partial shipment). A repeated `reference`
-    returns the shipment it already created."""
+    returns the shipment it already created.
+
+    A `carrier` that names a configured, active `Carrier` links it, and the parcel is tracked
+    from then on; `label` is one the OMS bought for this shipment (`orders.carriers.services`)."""
     order, fulfillment = _lock_order_and_fulfillment(fulfillment_id)
     if reference:
         existing = Shipment.objects.filter(fulfillment=fulfillment, reference=reference).first()
         if existing is not None:
             return existing
-    if fulfillment.status not in SHIPPABLE:
-        raise InvalidTransition(f"Fulfilment {fulfillment.pk} is {fulfillment.status}; it cannot ship.")
-    if order.is_pickup and fulfillment.transfer_to_id is None:
-        raise InvalidTransition(f"Fulfilment {fulfillment.pk} is a pickup: mark it ready for pickup instead.")
+    _check_shippable(order, fulfillment)
     moved, captured = _hand_over(order, fulfillment, lines, actor)
+    account = Carrier.objects.filter(code__iexact=carrier, active=True).first() if carrier else None
+    tracked = account is not None and bool(tracking_number)
     shipment = Shipment.objects.create(
-        fulfillment=fulfillment, carrier=carrier, service=service, tracking_number=tracking_number, reference=reference
+        fulfillment=fulfillment,
+        carrier=account.code if account else carrier,
+        carrier_account=account,
+        service=service,
+        tracking_number=tracking_number,
+        reference=reference,
+        tracking_status=TrackingStatus.LABEL_CREATED if tracked else TrackingStatus.UNTRACKED,
+        next_tracking_check_at=timezone.now() if tracked else None,
+        **(
+            {
+                "label_format": label.label_format,
+                "label_data": label.label_data,
+                "label_cost": label.amount,
+                "label_currency": label.currency,
+            }
+            if label
+            else {}
+        ),
     )
     ShipmentLine.objects.bulk_create(
         [ShipmentLine(shipment=shipment, fulfillment_line=fl, quantity=q) for fl, q in moved]
@@ -1123,7 +1169,7 @@ def fulfillment_deliver(*, fulfillment_id: int, actor: Actor) -> Fulfillment:
         )
     fulfillment.deliver()
     fulfillment.save(update_fields=["status", "updated_at"])
-    events.fulfillment_changed(order, actor, fulfillment=fulfillment, what="delivered")
+    events.fulfillment_delivered(order, actor, fulfillment=fulfillment)
     _complete_if_done(order, actor)
     return fulfillment
 

@@ -1,13 +1,20 @@
-"""Partner connector: send a fulfilment request to a webhook partner (3PL, WMS, dropship vendor).
+"""Partner connector and carrier tracking.
 
-Started from the outbox, so a failure raises and the outbox retries with backoff, then
-dead-letters (visible and retryable in the admin). The partner de-duplicates on
-`Idempotency-Key`; the request is signed like our webhooks.
+`send_fulfillment` sends a fulfilment request to a webhook partner (3PL, WMS, dropship
+vendor), signed like our webhooks; the partner de-duplicates on `Idempotency-Key`. It is
+started from the outbox. A refusal or an unreachable partner is retried with exponential
+backoff and jitter: in-process (no broker) the exception goes back to the outbox message,
+which retries; on a worker the outbox has already handed the task to the broker, so the task
+retries itself, and after OUTBOX_MAX_ATTEMPTS it is dead-lettered as an outbox message
+(visible, and retryable with "Retry now" in the admin).
+
+`poll_tracking` (beat) asks carriers where the parcels in transit are.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -17,18 +24,49 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
 from oms.actor import Actor
+from oms.models import OutboxMessage, OutboxStatus
+from oms.outbox import backoff
 from oms.webhooks import sign
 
 from . import services
+from .carriers.services import tracking_poll
 from .models import Fulfillment
+
+log = logging.getLogger(__name__)
 
 
 class PartnerRefused(Exception):
     pass
 
 
-@shared_task(name="orders.send_fulfillment", ignore_result=True)
-def send_fulfillment(fulfillment_id: int) -> None:
+@shared_task(bind=True, name="orders.send_fulfillment", ignore_result=True, max_retries=None)
+def send_fulfillment(self, fulfillment_id: int) -> None:
+    try:
+        _send_fulfillment(fulfillment_id)
+    except (PartnerRefused, OSError) as exc:  # OSError: refused connection, timeout, DNS
+        if self.request.is_eager:
+            raise  # the outbox message retries it
+        attempt = self.request.retries + 1
+        error = f"{exc.__class__.__name__}: {exc}"[:2000]
+        if attempt >= settings.OUTBOX_MAX_ATTEMPTS:
+            OutboxMessage.objects.create(
+                kind=OutboxMessage.Kind.TASK,
+                topic="orders.send_fulfillment",
+                payload={"fulfillment_id": fulfillment_id},
+                status=OutboxStatus.DEAD,
+                attempts=attempt,
+                last_error=error,
+            )
+            log.error("fulfilment %s request dead-lettered after %s attempts: %s", fulfillment_id, attempt, error)
+            return
+        delay = backoff(attempt).total_seconds()
+        log.warning(
+            "fulfilment %s request attempt %s failed, retrying in %.1fs: %s", fulfillment_id, attempt, delay, error
+        )
+        raise self.retry(countdown=delay) from None
+
+
+def _send_fulfillment(fulfillment_id: int) -> None:
     fulfillment = (
         Fulfillment.objects.select_related("order__channel", "location", "transfer_to")
         .prefetch_related("lines__line")
@@ -56,3 +94,14 @@ def send_fulfillment(fulfillment_id: int) -> None:
     if not 200 <= status < 300:
         raise PartnerRefused(f"{location.code} answered HTTP {status}")
     services.fulfillment_mark_sent(fulfillment_id=fulfillment.pk, actor=Actor.for_task("orders.send_fulfillment"))
+
+
+@shared_task(name="orders.poll_tracking", ignore_result=True)
+def poll_tracking() -> dict:
+    summary = tracking_poll()
+    return {
+        "polled": summary.polled,
+        "recorded": summary.recorded,
+        "changed": summary.changed,
+        "failed": summary.failed,
+    }

@@ -1,5 +1,5 @@
-"""Fulfilment API for locations, stores and partners (accept/reject here; shipping and pickup
-arrive with the fulfilment issue)."""
+"""Fulfilment API for locations, stores and partners: accept, reject, ship (with the sender's
+own tracking number, or a label the OMS buys from a configured carrier), pickup, delivery."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from oms.api.scoping import bound_channel_id, bound_location_id
 from oms.errors import NotFound
 from oms.idempotency import idempotent
 from orders import services
+from orders.carriers import services as carrier_services
 from orders.models import Fulfillment
+
+from .shipments import ShipmentSerializer
 
 SCOPES = {"GET": "orders:read", "POST": "fulfillments:write"}
 
@@ -22,6 +25,7 @@ class FulfillmentSerializer(serializers.ModelSerializer):
     order = serializers.CharField(source="order.number")
     location = serializers.CharField(source="location.code")
     lines = serializers.SerializerMethodField()
+    shipments = ShipmentSerializer(many=True, read_only=True)
 
     class Meta:
         model = Fulfillment
@@ -33,6 +37,7 @@ class FulfillmentSerializer(serializers.ModelSerializer):
             "routing_attempt",
             "rejection_reason",
             "lines",
+            "shipments",
             "created_at",
             "updated_at",
         ]
@@ -60,7 +65,9 @@ class RejectSerializer(serializers.Serializer):
 
 
 def fulfillment_queryset(request):
-    qs = Fulfillment.objects.select_related("order", "location").prefetch_related("lines__line", "shipments")
+    qs = Fulfillment.objects.select_related("order", "location").prefetch_related(
+        "lines__line", "shipments__lines__fulfillment_line"
+    )
     location_id, channel_id = bound_location_id(request), bound_channel_id(request)
     if location_id:
         qs = qs.filter(location_id=location_id)
@@ -118,10 +125,26 @@ class ShipLineSerializer(serializers.Serializer):
 
 
 class ShipSerializer(serializers.Serializer):
-    carrier = serializers.CharField(max_length=50)
-    tracking_number = serializers.CharField(max_length=100)
+    carrier = serializers.CharField(
+        max_length=50,
+        help_text="Any carrier name with your own tracking_number; a configured carrier's code "
+        "(GET /api/v1/carriers/) is tracked by the OMS. Without tracking_number the OMS buys the label.",
+    )
+    tracking_number = serializers.CharField(
+        max_length=100,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Your label's tracking number. Leave out to have the OMS buy a label from `carrier`.",
+    )
     service = serializers.CharField(max_length=50, required=False, allow_blank=True, default="")
     reference = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    label_format = serializers.ChoiceField(
+        choices=carrier_services.LABEL_FORMATS,
+        required=False,
+        default="pdf",
+        help_text="When the OMS buys the label: pdf or zpl (GET /api/v1/shipments/{id}/label/).",
+    )
     lines = ShipLineSerializer(many=True, required=False, allow_empty=False, max_length=500)
 
 
@@ -137,22 +160,34 @@ def _merge_lines(rows) -> dict[int, int] | None:
 class FulfillmentShip(APIView):
     required_scopes = SCOPES
 
-    @extend_schema(request=ShipSerializer, responses=FulfillmentSerializer)
+    @extend_schema(
+        request=ShipSerializer,
+        responses=FulfillmentSerializer,
+        description=(
+            "Ship all of the fulfilment or some `lines`. With `tracking_number`: your own label; a `carrier` "
+            "that is a configured carrier's code (GET /api/v1/carriers/) is then tracked by the OMS, any other "
+            "is recorded as given. Without `tracking_number`: the OMS buys the label from the configured "
+            "`carrier` (`service`, `label_format`) and returns it under `shipments[].label_url`. "
+            "A repeated `reference` returns the same shipment."
+        ),
+    )
     @idempotent
     def post(self, request, pk: int):
         get_fulfillment(request, pk)
         ser = ShipSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         d = ser.validated_data
-        services.fulfillment_ship(
-            fulfillment_id=pk,
-            actor=Actor.from_request(request),
-            carrier=d["carrier"],
-            tracking_number=d["tracking_number"],
-            service=d["service"],
-            reference=d["reference"],
-            lines=_merge_lines(d.get("lines")),
-        )
+        common = {
+            "fulfillment_id": pk,
+            "actor": Actor.from_request(request),
+            "service": d["service"],
+            "reference": d["reference"],
+            "lines": _merge_lines(d.get("lines")),
+        }
+        if d["tracking_number"].strip():
+            services.fulfillment_ship(carrier=d["carrier"], tracking_number=d["tracking_number"].strip(), **common)
+        else:  # no tracking number: buy the label from the configured carrier
+            carrier_services.shipment_buy_label(carrier_code=d["carrier"], label_format=d["label_format"], **common)
         return Response(FulfillmentSerializer(get_fulfillment(request, pk)).data)
 
 

@@ -4,6 +4,8 @@ from rest_framework import serializers
 
 from orders.models import HoldType, Order, OrderEvent, OrderLine, Payment
 
+from .shipments import ShipmentSerializer
+
 MONEY = {"max_digits": 12, "decimal_places": 2}
 
 
@@ -261,6 +263,7 @@ class OrderSerializer(OrderListSerializer):
                     }
                     for fl in f.lines.all()
                 ],
+                "shipments": ShipmentSerializer(f.shipments.all(), many=True).data,
             }
             for f in order.fulfillments.all()
         ]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import fulfillments, views
+from . import fulfillments, shipments, views
 
 urlpatterns = [
     path("orders/", views.OrderListCreate.as_view(), name="order-list"),
@@ -20,4 +20,10 @@ urlpatterns = [
     ),
     path("fulfillments/<int:pk>/picked-up/", fulfillments.FulfillmentPickedUp.as_view(), name="fulfillment-picked-up"),
     path("fulfillments/<int:pk>/deliver/", fulfillments.FulfillmentDeliver.as_view(), name="fulfillment-deliver"),
+    path("shipments/<int:pk>/", shipments.ShipmentDetail.as_view(), name="shipment-detail"),
+    path("shipments/<int:pk>/label/", shipments.ShipmentLabel.as_view(), name="shipment-label"),
+    path("shipments/<int:pk>/void-label/", shipments.ShipmentVoidLabel.as_view(), name="shipment-void-label"),
+    path("shipments/<int:pk>/relabel/", shipments.ShipmentRelabel.as_view(), name="shipment-relabel"),
+    path("carriers/", shipments.CarrierList.as_view(), name="carrier-list"),
+    path("carriers/<slug:code>/tracking/", shipments.CarrierTrackingWebhook.as_view(), name="carrier-tracking-webhook"),
 ]

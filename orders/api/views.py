@@ -38,7 +38,10 @@ def order_detail_queryset(request):
         Prefetch("holds", OrderHold.objects.filter(released_at__isnull=True)),
         "events",
         Prefetch(
-            "fulfillments", Fulfillment.objects.select_related("location", "transfer_to").prefetch_related("lines")
+            "fulfillments",
+            Fulfillment.objects.select_related("location", "transfer_to").prefetch_related(
+                "lines", "shipments__lines__fulfillment_line"
+            ),
         ),
         "routing_decisions",
     )

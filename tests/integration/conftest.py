@@ -33,8 +33,11 @@ def wait_for(predicate, timeout: float = 60.0) -> bool:
 
 
 @contextmanager
-def celery_worker(log: Path, *, pool: str = "solo", concurrency: int = 1):
-    """A real `celery worker` process on this test process's queue, against the test database."""
+def celery_worker(
+    log: Path, *, pool: str = "solo", concurrency: int = 1, beat: bool = False, env: dict[str, str] | None = None
+):
+    """A real `celery worker` process on this test process's queue, against the test database;
+    with `beat`, the beat scheduler runs inside it; `env` adds settings (e.g. faster schedules)."""
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge(TEST_QUEUE)  # nothing stale from an earlier test
     env = {
@@ -42,7 +45,9 @@ def celery_worker(log: Path, *, pool: str = "solo", concurrency: int = 1):
         "DATABASE_URL": database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_TASK_DEFAULT_QUEUE": TEST_QUEUE,
+        **(env or {}),
     }
+    extra = ["-B", "-s", str(log.parent / "beat-schedule")] if beat else []
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -60,6 +65,7 @@ def celery_worker(log: Path, *, pool: str = "solo", concurrency: int = 1):
             "--without-heartbeat",
             "--without-gossip",
             "--without-mingle",
+            *extra,
             "-l",
             "INFO",
         ],

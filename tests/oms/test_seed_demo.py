@@ -10,6 +10,7 @@ from inventory.models import Channel, IncomingSupply, Item, Location, Stock, Sto
 from inventory.selectors import ledger_mismatches
 from oms.models import ApiKey
 from oms.roles import CSR, GROUP_NAMES, MERCHANT, SUPERVISOR, ensure_groups
+from orders.models import Carrier
 
 KEY_RE = re.compile(r"Api-Key (oms_[0-9a-f]{8}_[\w-]+)")
 SKU_RE = re.compile(r"availability/\?skus=([\w-]+)&channel=web")
@@ -42,6 +43,7 @@ def state():
         ),
         "users": sorted(User.objects.values_list("username", flat=True)),
         "groups": Group.objects.count(),
+        "carriers": sorted(Carrier.objects.values_list("code", "base_url", "api_key", "webhook_secret")),
     }
 
 
@@ -70,7 +72,18 @@ def test_ensure_groups_is_idempotent_with_expected_permissions(db):
         "stockmovement",
         "reservation",
     ]
-    order_models = ["order", "orderline", "allocation", "payment", "orderhold", "orderevent", "customer", "holdrule"]
+    order_models = [
+        "order",
+        "orderline",
+        "allocation",
+        "payment",
+        "orderhold",
+        "orderevent",
+        "customer",
+        "holdrule",
+        "shipment",
+        "trackingevent",
+    ]
     view_all = {f"inventory.view_{m}" for m in models} | {f"orders.view_{m}" for m in order_models}
     view_all |= {"orders.change_order"}
     assert perms(CSR) == view_all
@@ -83,6 +96,7 @@ def test_ensure_groups_is_idempotent_with_expected_permissions(db):
         "inventory.incomingsupply",
         "oms.apikey",
         "orders.holdrule",
+        "orders.carrier",
     ]
     expected = view_all | {
         f"{app}.{action}_{model}"
@@ -141,7 +155,13 @@ def test_seed_demo_builds_the_network_and_a_second_run_changes_nothing_but_the_k
         assert user.is_staff and not user.is_superuser and user.check_password(username)
         assert list(user.groups.values_list("name", flat=True)) == [group]
 
-    for needle in ("/admin/", "/api/docs/", "/api/v1/", "/healthz", "supervisor / supervisor"):
+    sandbox = Carrier.objects.get(code="SANDBOX")
+    assert (sandbox.adapter, sandbox.base_url, sandbox.services) == (
+        "sandbox",
+        "http://127.0.0.1:8070",
+        ["ground", "express"],
+    )
+    for needle in ("/admin/", "/api/docs/", "/api/v1/", "/healthz", "supervisor / supervisor", "run_sandbox_carrier"):
         assert needle in text
     resp = availability(raw_key, sku)
     assert resp.status_code == 200, resp.content

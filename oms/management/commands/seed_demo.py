@@ -35,8 +35,19 @@ from oms.actor import Actor
 from oms.models import ApiKey
 from oms.roles import CSR, MERCHANT, SUPERVISOR, ensure_groups
 from oms.services import api_key_create, api_key_revoke
+from orders.models import Carrier
 
 DEMO_KEY_NAME = "demo"
+# The built-in sandbox carrier, as `python3 dev.py run` starts it (demo credentials only).
+SANDBOX = {
+    "code": "SANDBOX",
+    "name": "Sandbox Parcel (built-in test carrier)",
+    "adapter": "sandbox",
+    "base_url": "http://127.0.0.1:8070",
+    "api_key": "sandbox-demo-key",
+    "webhook_secret": "sandbox-demo-webhook-secret",
+    "services": ["ground", "express"],
+}
 PO_PREFIX = "PO-DEMO-"
 BASE_URL = "http://127.0.0.1:8000"
 SHIP, PICKUP, CURBSIDE, SAME_DAY = "ship", "pickup", "curbside", "same_day"
@@ -269,6 +280,7 @@ class Command(BaseCommand):
             self.seed_channels(locations)
             self.seed_stock(locations, items)
             self.seed_supply(locations, items)
+            self.seed_carriers()
         raw = self.rotate_api_key()
         self.print_banner(raw, clock.monotonic() - started)
 
@@ -430,6 +442,10 @@ class Command(BaseCommand):
         supply_upsert(lines=lines)
         self.created["PO lines"] = len(lines)
 
+    def seed_carriers(self) -> None:
+        _, created = Carrier.objects.get_or_create(code=SANDBOX["code"], defaults=SANDBOX)
+        self.created["carriers"] = int(created)
+
     # -- API key and banner --
 
     def rotate_api_key(self) -> str:
@@ -475,6 +491,12 @@ class Command(BaseCommand):
         out.write("")
         out.write("Demo API key (all scopes; shown once, a new one each run, older ones revoked):")
         out.write(f"  {raw_key}")
+        out.write("")
+        out.write(
+            f"Sandbox carrier {SANDBOX['code']} at {SANDBOX['base_url']} (`python3 dev.py run` starts it; alone: "
+            "python manage.py run_sandbox_carrier --port 8070). Ship with "
+            '{"carrier": "SANDBOX"} and no tracking_number to buy a label.'
+        )
         out.write("")
         out.write("Try it:")
         out.write(

@@ -49,6 +49,7 @@ from orders.models import (
     OrderStatus,
     Shipment,
     ShipmentLine,
+    TrackingEvent,
 )
 from routing.models import RoutingDecision
 
@@ -368,8 +369,9 @@ MONEY_EVENTS = ("order.cancelled",)
 
 def order_page(number: str) -> OrderPage | None:
     """Everything the order page shows, in a fixed number of queries."""
-    shipments = Shipment.objects.prefetch_related(
-        Prefetch("lines", ShipmentLine.objects.select_related("fulfillment_line__line"))
+    shipments = Shipment.objects.select_related("carrier_account").prefetch_related(
+        Prefetch("lines", ShipmentLine.objects.select_related("fulfillment_line__line")),
+        Prefetch("tracking_events", TrackingEvent.objects.order_by("-occurred_at", "-id")),
     )
     order = (
         Order.objects.select_related("channel", "customer", "pickup_location")

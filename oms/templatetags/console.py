@@ -27,6 +27,12 @@ STATUS_TONES = {
     "shipped": "good",
     "partially_shipped": "info",
     "ready_for_pickup": "info",
+    "in_transit": "info",
+    "out_for_delivery": "info",
+    "label_created": "plain",
+    "exception": "bad",
+    "voided": "muted",
+    "untracked": "muted",
 }
 
 

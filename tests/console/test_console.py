@@ -570,3 +570,33 @@ def test_a_misspelt_name_finds_similar_names_on_postgresql(csr, place):
     assert numbers(r) == [ada.number]
     assert "similar name" in text(r)
     assert numbers(csr.get("/console/", {"q": "Zzyzx Qwerty"})) == []
+
+
+def test_order_page_shows_each_shipments_tracking(csr, place):
+    from datetime import datetime, timezone as tz
+
+    from orders.carriers.adapters import TrackingEventData
+    from orders.carriers.services import shipment_record_tracking
+    from orders.models import Carrier
+
+    Carrier.objects.create(code="SANDBOX", name="Sandbox Express", adapter="sandbox", base_url="http://127.0.0.1:9")
+    order = place()
+    actor = services.Actor.system("t")
+    fulfillment = order.fulfillments.get()
+    services.fulfillment_accept(fulfillment_id=fulfillment.pk, actor=actor)
+    shipment = services.fulfillment_ship(
+        fulfillment_id=fulfillment.pk, actor=actor, carrier="sandbox", tracking_number="SBX123"
+    )
+    shipment_record_tracking(
+        shipment_id=shipment.pk,
+        events_in=[
+            TrackingEventData("e1", "in_transit", datetime(2026, 11, 20, 9, tzinfo=tz.utc), "Departed facility", "Edison, NJ"),
+            TrackingEventData("e2", "out_for_delivery", datetime(2026, 11, 21, 7, tzinfo=tz.utc), "Out for delivery", "New York, NY"),
+        ],
+        actor=actor,
+        source="poll",
+    )
+    page = text(csr.get(f"/console/orders/{order.number}/"))
+    assert "Sandbox Express" in page and "SBX123" in page
+    assert "Out for delivery, New York, NY" in page  # the latest scan, on top
+    assert "Departed facility" in page and "(2 scans)" in page

@@ -16,8 +16,9 @@ from tests.factories import ItemFactory, LocationFactory, stock
 # their fulfilments; the count.
 SEARCH_MAX_QUERIES = 16
 # session, user, permissions (2), roles badge; the order and its lines, allocations, payments,
-# holds, events, fulfilments, their lines, shipments, shipment lines, decisions; location names.
-ORDER_PAGE_MAX_QUERIES = 17
+# holds, events, fulfilments, their lines, shipments, shipment lines, tracking events, decisions;
+# location names.
+ORDER_PAGE_MAX_QUERIES = 18
 ACTOR = Actor.system("test")
 
 

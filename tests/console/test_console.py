@@ -1,7 +1,7 @@
 """The customer-service console through Django's test client: roles and permissions, search,
 the order page, every action (two steps, timeline with the user, clear refusals) and queues."""
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from django.test import Client
@@ -573,7 +573,7 @@ def test_a_misspelt_name_finds_similar_names_on_postgresql(csr, place):
 
 
 def test_order_page_shows_each_shipments_tracking(csr, place):
-    from datetime import datetime, timezone as tz
+    from datetime import datetime
 
     from orders.carriers.adapters import TrackingEventData
     from orders.carriers.services import shipment_record_tracking
@@ -590,8 +590,12 @@ def test_order_page_shows_each_shipments_tracking(csr, place):
     shipment_record_tracking(
         shipment_id=shipment.pk,
         events_in=[
-            TrackingEventData("e1", "in_transit", datetime(2026, 11, 20, 9, tzinfo=tz.utc), "Departed facility", "Edison, NJ"),
-            TrackingEventData("e2", "out_for_delivery", datetime(2026, 11, 21, 7, tzinfo=tz.utc), "Out for delivery", "New York, NY"),
+            TrackingEventData(
+                "e1", "in_transit", datetime(2026, 11, 20, 9, tzinfo=UTC), "Departed facility", "Edison, NJ"
+            ),
+            TrackingEventData(
+                "e2", "out_for_delivery", datetime(2026, 11, 21, 7, tzinfo=UTC), "Out for delivery", "New York, NY"
+            ),
         ],
         actor=actor,
         source="poll",

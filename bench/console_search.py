@@ -312,9 +312,10 @@ def seed(n_orders: int) -> None:
         (
             "shipments",
             """
-            INSERT INTO orders_shipment (fulfillment_id, carrier, service, tracking_number, reference, created_at)
+            INSERT INTO orders_shipment (fulfillment_id, carrier, service, tracking_number, reference, created_at,
+                label_format, label_data, label_currency, tracking_status, tracking_failures, tracking_error)
             SELECT f.id, 'UPS', 'Ground', '1Z' || upper(substr(md5(f.id::text), 1, 16)), '',
-                   f.created_at + interval '1 day'
+                   f.created_at + interval '1 day', '', '', '', 'untracked', 0, ''
             FROM orders_fulfillment f WHERE f.status IN ('shipped', 'delivered', 'accepted')
             """,
         ),

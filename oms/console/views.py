@@ -19,6 +19,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from inventory.models import Channel, Location
 from oms.actor import Actor
 from oms.errors import DomainError
 from orders import services
@@ -79,10 +80,18 @@ def search(request):
                     return redirect("console:order", number=order.number)  # an exact order number
     query = request.GET.copy()
     query.pop("page", None)
+    # The dropdowns are drawn in the template: a widget renders each <option> through a
+    # template of its own, which costs more than the search on a large network.
+    choices = {
+        "channels": list(Channel.objects.order_by("code").values_list("code", "name")),
+        "locations": list(Location.objects.order_by("code").values_list("code", "name")),
+        "statuses": OrderStatus.choices,
+        "sorts": list(selectors.SORT_LABELS.items()),
+    }
     return render(
         request,
         "console/search.html",
-        {"form": form, "result": result, "query": query.urlencode(), "section": "search"},
+        {"form": form, "result": result, "query": query.urlencode(), "section": "search", **choices},
     )
 
 

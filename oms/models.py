@@ -168,6 +168,7 @@ class WebhookSubscription(models.Model):
         "return.created",
         "return.received",
         "refund.issued",
+        "appeasement.issued",
         "inventory.changed",
     )
 

@@ -59,19 +59,48 @@ ORDER_MODELS = (
     "trackingevent",
 )
 
+RETURN_MODELS = (
+    "return",
+    "returnline",
+    "returnreceipt",
+    "returnreceiptline",
+    "refund",
+    "appeasement",
+    "returnreason",
+    "appeasementreason",
+    "returnpolicy",
+    "appeasementlimit",
+)
+# Return configuration merchants manage: reason codes, channel policies, appeasement limits.
+RETURN_CONFIG = (
+    "returns.returnreason",
+    "returns.appeasementreason",
+    "returns.returnpolicy",
+    "returns.appeasementlimit",
+)
+
 _CSR_PERMS = (
     _perms(("view",), tuple(f"inventory.{m}" for m in INVENTORY_MODELS))
     | _perms(("view",), tuple(f"orders.{m}" for m in ORDER_MODELS))
-    # CSRs cancel, hold and release orders (the admin's order actions need change_order).
-    | {"orders.change_order"}
+    | _perms(("view",), tuple(f"returns.{m}" for m in RETURN_MODELS))
+    # CSRs cancel, hold and release orders (the admin's order actions need change_order);
+    # they create, authorise, receive and cancel returns and appease within their limit.
+    | {"orders.change_order", "returns.add_return", "returns.change_return", "returns.add_appeasement"}
 )
+# Supervisors also override return windows and refunds, approve appeasements, retry refunds.
+_SUPERVISOR_RETURNS = {
+    "returns.override_return_window",
+    "returns.override_refund",
+    "returns.approve_appeasement",
+    "returns.retry_refund",
+}
 
 # Group name -> permissions ("app_label.codename").
-# Later issues (orders, returns, routing) extend these sets with their own models' permissions.
 GROUP_PERMISSIONS: dict[str, frozenset[str]] = {
     CSR: _CSR_PERMS,
-    SUPERVISOR: _CSR_PERMS | {"inventory.change_stock"},
-    MERCHANT: _CSR_PERMS | _perms(("add", "change", "view"), (*MERCHANT_MANAGED, "orders.holdrule", "orders.carrier")),
+    SUPERVISOR: _CSR_PERMS | {"inventory.change_stock"} | _SUPERVISOR_RETURNS,
+    MERCHANT: _CSR_PERMS
+    | _perms(("add", "change", "view"), (*MERCHANT_MANAGED, "orders.holdrule", "orders.carrier", *RETURN_CONFIG)),
 }
 
 

@@ -157,6 +157,12 @@ SPECTACULAR_SETTINGS = {
         "ReservationStatusEnum": "inventory.models.Reservation.Status",
         "TrackingStatusEnum": "orders.carriers.models.TrackingStatus",
         "CarrierTrackingStatusEnum": "orders.carriers.models.CARRIER_STATUSES",
+        "ReturnStatusEnum": "returns.models.ReturnStatus",
+        "RefundStatusEnum": "returns.models.RefundStatus",
+        "AppeasementStatusEnum": "returns.models.AppeasementStatus",
+        "ReturnMethodEnum": "returns.models.Return.Method",
+        "ReturnConditionEnum": "returns.models.Condition",
+        "ReturnDispositionEnum": "returns.models.Disposition",
     },
 }
 
@@ -184,6 +190,10 @@ CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {"task": "oms.relay_outbox", "schedule": 5.0},
     "deliver-webhooks": {"task": "oms.deliver_webhooks", "schedule": 10.0},
     "purge-idempotency-records": {"task": "oms.purge_idempotency_records", "schedule": 3600.0},
+    "poll-return-labels": {
+        "task": "returns.poll_return_labels",
+        "schedule": float(os.environ.get("RETURN_LABEL_POLL_SECONDS", "300")),
+    },
     "poll-carrier-tracking": {
         "task": "orders.poll_tracking",
         "schedule": float(os.environ.get("CARRIER_TRACKING_POLL_SECONDS", "60")),
@@ -223,3 +233,14 @@ CARRIER_TRACKING_INTERVAL_SECONDS = float(os.environ.get("CARRIER_TRACKING_INTER
 CARRIER_TRACKING_BACKOFF_SECONDS = float(os.environ.get("CARRIER_TRACKING_BACKOFF_SECONDS", "60"))
 CARRIER_TRACKING_MAX_DAYS = int(os.environ.get("CARRIER_TRACKING_MAX_DAYS", "60"))
 CARRIER_WEBHOOK_TOLERANCE_SECONDS = int(os.environ.get("CARRIER_WEBHOOK_TOLERANCE_SECONDS", "300"))
+
+# --- Payments and returns -----------------------------------------------------------------------
+# Unset: refunds go to the in-process sandbox gateway. Set (e.g. to `manage.py run_sandbox_gateway`'s
+# URL, or a real gateway speaking the same protocol): refunds go over HTTP.
+PAYMENT_GATEWAY_URL = os.environ.get("PAYMENT_GATEWAY_URL", "")
+PAYMENT_GATEWAY_API_KEY = os.environ.get("PAYMENT_GATEWAY_API_KEY", "")
+PAYMENT_GATEWAY_TIMEOUT_SECONDS = float(os.environ.get("PAYMENT_GATEWAY_TIMEOUT_SECONDS", "10"))
+# Gateway calls per refund before it is marked failed (retried with backoff in between).
+REFUND_MAX_ATTEMPTS = int(os.environ.get("REFUND_MAX_ATTEMPTS", "8"))
+# Appeasements an API key may issue without approval (people have per-role limits in the admin).
+APPEASEMENT_API_KEY_LIMIT = os.environ.get("APPEASEMENT_API_KEY_LIMIT", "0")

@@ -268,9 +268,20 @@ class OrderSerializer(OrderListSerializer):
             for f in order.fulfillments.all()
         ]
 
-    # Returns arrive with the returns issue; the contract's key is here now.
-    def get_returns(self, order) -> list:
-        return []
+    def get_returns(self, order) -> list[dict]:
+        """The order's returns in brief (`returns` is the returns app's reverse relation;
+        GET /api/v1/returns/{id}/ has the rest)."""
+        return [
+            {
+                "id": r.pk,
+                "number": r.number,
+                "status": r.status,
+                "method": r.method,
+                "refund_amount": str(r.refund_amount),
+                "created_at": r.created_at,
+            }
+            for r in order.returns.all()
+        ]
 
     def get_routing(self, order) -> dict | None:
         """The latest routing decision and why (`routing_decisions` is routing's reverse relation)."""

@@ -44,6 +44,7 @@ def order_detail_queryset(request):
             ),
         ),
         "routing_decisions",
+        "returns",
     )
 
 

@@ -86,8 +86,28 @@ def test_ensure_groups_is_idempotent_with_expected_permissions(db):
     ]
     view_all = {f"inventory.view_{m}" for m in models} | {f"orders.view_{m}" for m in order_models}
     view_all |= {"orders.change_order"}
+    return_models = [
+        "return",
+        "returnline",
+        "returnreceipt",
+        "returnreceiptline",
+        "refund",
+        "appeasement",
+        "returnreason",
+        "appeasementreason",
+        "returnpolicy",
+        "appeasementlimit",
+    ]
+    view_all |= {f"returns.view_{m}" for m in return_models}
+    view_all |= {"returns.add_return", "returns.change_return", "returns.add_appeasement"}
     assert perms(CSR) == view_all
-    assert perms(SUPERVISOR) == view_all | {"inventory.change_stock"}
+    assert perms(SUPERVISOR) == view_all | {
+        "inventory.change_stock",
+        "returns.override_return_window",
+        "returns.override_refund",
+        "returns.approve_appeasement",
+        "returns.retry_refund",
+    }
     managed = [
         "inventory.location",
         "inventory.item",
@@ -97,6 +117,10 @@ def test_ensure_groups_is_idempotent_with_expected_permissions(db):
         "oms.apikey",
         "orders.holdrule",
         "orders.carrier",
+        "returns.returnreason",
+        "returns.appeasementreason",
+        "returns.returnpolicy",
+        "returns.appeasementlimit",
     ]
     expected = view_all | {
         f"{app}.{action}_{model}"

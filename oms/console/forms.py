@@ -10,6 +10,7 @@ from django import forms
 from inventory.models import Channel, Location
 from orders.models import HoldType, OrderStatus
 from orders.services import AddressInput
+from returns.models import Appeasement, AppeasementReason, Return, ReturnReason
 
 from .selectors import SORT_LABELS, SearchParams
 
@@ -194,3 +195,78 @@ class InventoryForm(forms.Form):
     radius_km = forms.DecimalField(
         required=False, min_value=Decimal(1), max_value=Decimal(500), initial=50, label="Within (km)"
     )
+
+
+class ReturnForm(forms.Form):
+    """Units of each shipped line to take back (`qty_<line id>`, with `reason_<line id>`),
+    how they come back, and optionally what the customer gets in exchange."""
+
+    method = forms.ChoiceField(choices=Return.Method.choices, initial=Return.Method.MAIL)
+    location = forms.ModelChoiceField(
+        queryset=Location.objects.filter(accepts_returns=True, active=True).order_by("code"),
+        required=False,
+        to_field_name="code",
+        empty_label="Any (mail: a warehouse that takes returns)",
+        label="Comes back to",
+    )
+    note = forms.CharField(max_length=500, required=False, widget=forms.TextInput(attrs={"size": 50}))
+    exchange_sku = forms.CharField(max_length=64, required=False, label="Exchange for SKU")
+    exchange_quantity = forms.IntegerField(min_value=1, required=False, label="Exchange quantity")
+    advance_exchange = forms.BooleanField(required=False, help_text="Ship the exchange before the return arrives.")
+    window_override_reason = forms.CharField(
+        max_length=300,
+        required=False,
+        label="Late return: why",
+        help_text="Past the channel's return window a supervisor lets it through with a reason.",
+    )
+
+    def __init__(self, *args, lines=(), returnable=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        returnable = returnable or {}
+        reasons = [(r.code, r.name) for r in ReturnReason.objects.filter(active=True).order_by("position", "code")]
+        self.lines = [(line, returnable.get(line.pk, 0)) for line in lines if returnable.get(line.pk, 0) > 0]
+        for line, can in self.lines:
+            self.fields[f"qty_{line.pk}"] = forms.IntegerField(
+                required=False,
+                min_value=0,
+                max_value=can,
+                label=line.sku,
+                widget=forms.NumberInput(attrs={"min": 0, "max": can, "class": "qty"}),
+            )
+            self.fields[f"reason_{line.pk}"] = forms.ChoiceField(choices=reasons, required=False, label="Reason")
+
+    def line_fields(self):
+        return [(line, can, self[f"qty_{line.pk}"], self[f"reason_{line.pk}"]) for line, can in self.lines]
+
+    def clean(self):
+        data = super().clean()
+        self.wanted = []
+        for line, _ in self.lines:
+            quantity = data.get(f"qty_{line.pk}") or 0
+            if quantity:
+                if not data.get(f"reason_{line.pk}"):
+                    self.add_error(f"reason_{line.pk}", "Choose a reason.")
+                self.wanted.append((line, quantity, data.get(f"reason_{line.pk}") or ""))
+        if not self.wanted and not self.errors:
+            raise forms.ValidationError("Enter how many units of at least one line come back.")
+        if bool(data.get("exchange_sku")) != bool(data.get("exchange_quantity")):
+            self.add_error("exchange_quantity", "Give both the SKU and the quantity, or neither.")
+        return data
+
+
+class AppeasementForm(forms.Form):
+    kind = forms.ChoiceField(choices=Appeasement.Kind.choices, initial=Appeasement.Kind.REFUND)
+    amount = forms.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0.01"))
+    reason = forms.ModelChoiceField(
+        queryset=AppeasementReason.objects.filter(active=True).order_by("name"), to_field_name="code"
+    )
+    note = forms.CharField(max_length=500, required=False, widget=forms.TextInput(attrs={"size": 50}))
+    request_approval = forms.BooleanField(
+        required=False,
+        label="Ask for approval",
+        help_text="Above your limit: leave it waiting for a supervisor instead of being refused.",
+    )
+
+
+class DecisionForm(forms.Form):
+    note = forms.CharField(max_length=300, required=False, widget=forms.TextInput(attrs={"size": 50}))

@@ -16,6 +16,9 @@ VIEW_ORDERS = "orders.view_order"  # search, order page, queues
 ACT_ON_ORDERS = "orders.change_order"  # cancel, hold, release, address, note, re-route, resend
 VIEW_CUSTOMERS = "orders.view_customer"
 VIEW_STOCK = "inventory.view_stock"  # inventory lookup
+CREATE_RETURN = "returns.add_return"  # returns and exchanges
+APPEASE = "returns.add_appeasement"  # within the role's limit (the service enforces it)
+APPROVE_APPEASEMENT = "returns.approve_appeasement"  # supervisors
 # Any one of these marks a merchant: the console links them to the admin's configuration.
 MERCHANT_PERMISSIONS = ("inventory.change_location", "oms.change_apikey", "routing.change_routingprofile")
 

@@ -51,6 +51,7 @@ from orders.models import (
     ShipmentLine,
     TrackingEvent,
 )
+from returns.models import Appeasement, AppeasementStatus, Refund, Return, ReturnLine
 from routing.models import RoutingDecision
 
 PAGE_SIZE = 25
@@ -348,7 +349,13 @@ class OrderPage:
             "release": status == OrderStatus.ON_HOLD,
             "address": before_shipment and not shipped and not self.order.is_pickup,
             "route_again": status in BACKORDER_STATES,
+            "create_return": any(line.quantity_shipped > line.quantity_returned for line in self.lines),
+            "appease": status != OrderStatus.CANCELLED or any(p.amount_captured for p in self.order.payments.all()),
         }
+
+    @property
+    def pending_appeasements(self) -> list[Appeasement]:
+        return [a for a in self.order.appeasements.all() if a.status == AppeasementStatus.PENDING_APPROVAL]
 
     @property
     def totals(self) -> dict[str, Decimal]:
@@ -365,6 +372,10 @@ class OrderPage:
 
 
 MONEY_EVENTS = ("order.cancelled",)
+# A return with its lines (reason, order line), where it comes back to and its exchange order.
+RETURNS = Return.objects.select_related("location", "exchange_order").prefetch_related(
+    Prefetch("lines", ReturnLine.objects.select_related("order_line", "reason"))
+)
 
 
 def order_page(number: str) -> OrderPage | None:
@@ -374,7 +385,7 @@ def order_page(number: str) -> OrderPage | None:
         Prefetch("tracking_events", TrackingEvent.objects.order_by("-occurred_at", "-id")),
     )
     order = (
-        Order.objects.select_related("channel", "customer", "pickup_location")
+        Order.objects.select_related("channel", "customer", "pickup_location", "exchange_for__order")
         .prefetch_related(
             Prefetch(
                 "lines",
@@ -393,6 +404,9 @@ def order_page(number: str) -> OrderPage | None:
                 ),
             ),
             Prefetch("routing_decisions", RoutingDecision.objects.select_related("version__profile")),
+            Prefetch("returns", RETURNS.order_by("-id")),
+            Prefetch("refunds", Refund.objects.select_related("payment", "rma", "appeasement").order_by("id")),
+            Prefetch("appeasements", Appeasement.objects.select_related("reason").order_by("-id")),
         )
         .filter(number=number)
         .first()
@@ -505,6 +519,7 @@ def queue_counts() -> dict[str, int]:
         "rejected": capped(rejected_fulfillments_qs()),
         "backorders": capped(Order.objects.filter(status__in=BACKORDER_STATES)),
         "pickups": capped(Fulfillment.objects.filter(status=FulfillmentStatus.READY_FOR_PICKUP)),
+        "appeasements": capped(Appeasement.objects.filter(status=AppeasementStatus.PENDING_APPROVAL)),
     }
 
 
@@ -750,6 +765,21 @@ def customer_orders(customer: Customer, page: int) -> Page:
         .select_related("channel")
         .annotate(units=Sum("lines__quantity"))
         .order_by("-created_at", "-id")
+    )
+    return _paged(qs, page)
+
+
+def customer_returns(customer: Customer) -> list[Return]:
+    """Every return (and the exchange it made) on the customer's orders, newest first."""
+    return list(RETURNS.select_related("order__channel").filter(order__customer=customer).order_by("-id")[:200])
+
+
+def pending_appeasements(page: int) -> Page:
+    """Appeasements above their requester's limit, waiting for a supervisor, oldest first."""
+    qs = (
+        Appeasement.objects.filter(status=AppeasementStatus.PENDING_APPROVAL)
+        .select_related("order__customer", "reason")
+        .order_by("created_at", "id")
     )
     return _paged(qs, page)
 

@@ -19,6 +19,13 @@ urlpatterns = [
     path("orders/<str:number>/route-again/", views.route_again, name="route-again"),
     path("orders/<str:number>/fulfilments/<int:fulfillment_id>/reroute/", views.reroute, name="reroute"),
     path("orders/<str:number>/fulfilments/<int:fulfillment_id>/resend/", views.resend, name="resend"),
+    path("orders/<str:number>/return/", views.create_return, name="return"),
+    path("orders/<str:number>/appease/", views.appease, name="appease"),
+    path(
+        "orders/<str:number>/appeasements/<int:appeasement_id>/<slug:decision>/",
+        views.decide_appeasement,
+        name="appeasement-decision",
+    ),
     path("queues/", views.queues, name="queues"),
     path("queues/<slug:name>/", views.queue, name="queue"),
     path("inventory/", views.inventory, name="inventory"),

@@ -24,10 +24,24 @@ from oms.actor import Actor
 from oms.errors import DomainError
 from orders import services
 from orders.models import Customer, HoldType, OrderStatus
+from returns import appeasements as appeasement_services
+from returns import services as return_services
+from returns.exchanges import ExchangeLineInput
+from returns.models import Appeasement, AppeasementStatus
+from returns.selectors import returnable
 from routing.services import simulate_reroute
 
 from . import forms, selectors
-from .permissions import ACT_ON_ORDERS, VIEW_CUSTOMERS, VIEW_ORDERS, VIEW_STOCK, console_view
+from .permissions import (
+    ACT_ON_ORDERS,
+    APPEASE,
+    APPROVE_APPEASEMENT,
+    CREATE_RETURN,
+    VIEW_CUSTOMERS,
+    VIEW_ORDERS,
+    VIEW_STOCK,
+    console_view,
+)
 
 QUEUES = {
     "holds": "On hold",
@@ -36,6 +50,7 @@ QUEUES = {
     "rejected": "Rejected fulfilments",
     "backorders": "Backorders",
     "pickups": "Uncollected pickups",
+    "appeasements": "Appeasements to approve",
 }
 
 
@@ -110,6 +125,9 @@ def order_detail(request, number: str):
             "page": page,
             "order": page.order,
             "can_act": request.user.has_perm(ACT_ON_ORDERS),
+            "can_return": request.user.has_perm(CREATE_RETURN),
+            "can_appease": request.user.has_perm(APPEASE),
+            "can_approve": request.user.has_perm(APPROVE_APPEASEMENT),
             "note_form": forms.NoteForm(),
             "section": "search",
         },
@@ -448,6 +466,154 @@ def resend(request, number: str, fulfillment_id: int):
     )
 
 
+# --- Returns, exchanges, appeasements ------------------------------------------------------
+
+
+@console_view(VIEW_ORDERS, CREATE_RETURN)
+def create_return(request, number: str):
+    order = _order_or_404(number)
+    lines = list(order.lines.all())
+    form = forms.ReturnForm(request.POST or None, lines=lines, returnable=returnable(lines))
+
+    def exchange() -> list[ExchangeLineInput]:
+        d = form.cleaned_data
+        return (
+            [ExchangeLineInput(sku=d["exchange_sku"].strip(), quantity=d["exchange_quantity"])]
+            if d["exchange_sku"]
+            else []
+        )
+
+    def summary() -> list[str]:
+        d = form.cleaned_data
+        out = [f"Take back {q} × {line.sku} (line {line.pk}): {reason}" for line, q, reason in form.wanted]
+        where = d["location"].code if d["location"] else "a warehouse that takes returns"
+        out.append(f"By {d['method']}, back to {where}.")
+        for x in exchange():
+            out.append(
+                f"Exchange: a new linked order for {x.quantity} × {x.sku}"
+                + (
+                    ", shipped before the return arrives."
+                    if d["advance_exchange"]
+                    else ", shipped once it is received."
+                )
+            )
+        out.append("The refund is computed when the goods are received and inspected.")
+        return out
+
+    def apply(actor: Actor) -> str:
+        d = form.cleaned_data
+        rma = return_services.return_create(
+            data=return_services.ReturnInput(
+                order_number=order.number,
+                lines=[
+                    return_services.ReturnLineInput(line_id=line.pk, quantity=q, reason=r) for line, q, r in form.wanted
+                ],
+                method=d["method"],
+                location=d["location"].code if d["location"] else "",
+                note=d["note"],
+                exchange_lines=exchange(),
+                advance_exchange=d["advance_exchange"],
+                window_override_reason=d["window_override_reason"],
+            ),
+            actor=actor,
+        )
+        made = f"Return {rma.number} created ({rma.get_status_display().lower()})"
+        return made + (f"; exchange order {rma.exchange_order.number}." if rma.exchange_order_id else ".")
+
+    return _action(
+        request,
+        order,
+        form=form,
+        title="Create a return or exchange",
+        intro="Enter how many shipped units of each line come back and why.",
+        submit="Review return",
+        apply=apply,
+        summary=summary,
+        extra={"action": "return"},
+    )
+
+
+@console_view(VIEW_ORDERS, APPEASE)
+def appease(request, number: str):
+    order = _order_or_404(number)
+    form = forms.AppeasementForm(request.POST or None)
+
+    def summary() -> list[str]:
+        d = form.cleaned_data
+        what = "refund to the customer's payment" if d["kind"] == Appeasement.Kind.REFUND else "store credit"
+        out = [f"Give {_money(d['amount'], order)} as a {what}: {d['reason'].name}."]
+        limit = appeasement_services.appeasement_limit(Actor.for_user(request.user))
+        if limit is not None and d["amount"] > limit:
+            out.append(
+                f"That is above your limit of {_money(limit, order)}: "
+                + ("it will wait for a supervisor's approval." if d["request_approval"] else "it will be refused.")
+            )
+        return out
+
+    def apply(actor: Actor) -> str:
+        d = form.cleaned_data
+        appeasement = appeasement_services.appeasement_create(
+            order_number=order.number,
+            kind=d["kind"],
+            amount=d["amount"],
+            reason=d["reason"].code,
+            note=d["note"],
+            request_approval=d["request_approval"],
+            actor=actor,
+        )
+        if appeasement.status == AppeasementStatus.PENDING_APPROVAL:
+            return f"Appeasement of {_money(appeasement.amount, order)} is waiting for a supervisor's approval."
+        return f"Appeasement of {_money(appeasement.amount, order)} issued."
+
+    return _action(
+        request,
+        order,
+        form=form,
+        title="Issue an appeasement",
+        intro="A goodwill refund or store credit without a return, up to your role's limit.",
+        submit="Review appeasement",
+        apply=apply,
+        summary=summary,
+        extra={"action": "appease"},
+    )
+
+
+@console_view(VIEW_ORDERS, APPROVE_APPEASEMENT)
+def decide_appeasement(request, number: str, appeasement_id: int, decision: str):
+    order = _order_or_404(number)
+    appeasement = order.appeasements.select_related("reason").filter(pk=appeasement_id).first()
+    if appeasement is None or decision not in ("approve", "decline"):
+        raise Http404(f"No appeasement {appeasement_id} on order {number}")
+    form = forms.DecisionForm(request.POST or None)
+    verb = "Approve" if decision == "approve" else "Decline"
+
+    def apply(actor: Actor) -> str:
+        if decision == "approve":
+            appeasement_services.appeasement_approve(
+                appeasement_id=appeasement.pk, actor=actor, note=form.cleaned_data["note"]
+            )
+            return f"Appeasement of {_money(appeasement.amount, order)} approved and issued."
+        appeasement_services.appeasement_decline(
+            appeasement_id=appeasement.pk, actor=actor, note=form.cleaned_data["note"]
+        )
+        return "Appeasement declined."
+
+    return _action(
+        request,
+        order,
+        form=form,
+        title=f"{verb} the appeasement of {_money(appeasement.amount, order)}",
+        intro=f"Asked by {appeasement.actor_label}: {appeasement.reason.name}. {appeasement.note}".strip(),
+        submit=f"Review {verb.lower()}",
+        apply=apply,
+        summary=lambda: [
+            f"{verb} {appeasement.get_kind_display().lower()} of {_money(appeasement.amount, order)}"
+            + (" (issued at once)." if decision == "approve" else " (a reason is required).")
+        ],
+        extra={"action": f"appeasement-{decision}"},
+    )
+
+
 # --- Queues ----------------------------------------------------------------------------------
 
 
@@ -471,6 +637,8 @@ def queue(request, name: str):
         page = selectors.rejected_fulfillments(page_number)
     elif name == "backorders":
         page = selectors.backorders(page_number)
+    elif name == "appeasements":
+        page = selectors.pending_appeasements(page_number)
     else:
         page = selectors.uncollected_pickups(page_number)
     return render(
@@ -482,6 +650,7 @@ def queue(request, name: str):
             "queues": QUEUES,
             "page": page,
             "can_act": request.user.has_perm(ACT_ON_ORDERS),
+            "can_approve": request.user.has_perm(APPROVE_APPEASEMENT),
             "section": "queues",
         },
     )
@@ -537,6 +706,7 @@ def customer(request, pk: int):
             "customer": person,
             "summary": selectors.customer_summary(person),
             "page": selectors.customer_orders(person, _page_number(request)),
+            "returns": selectors.customer_returns(person),
             "section": "search",
         },
     )

@@ -33,6 +33,18 @@ STATUS_TONES = {
     "exception": "bad",
     "voided": "muted",
     "untracked": "muted",
+    "pending_approval": "warn",
+    "issued": "good",
+    "declined": "bad",
+    "refunded": "good",
+    "failed": "bad",
+    "succeeded": "good",
+    "pending": "warn",
+    "requested": "info",
+    "authorised": "info",
+    "received": "info",
+    "inspected": "info",
+    "closed": "muted",
 }
 
 

@@ -2,6 +2,7 @@
 the order page, every action (two steps, timeline with the user, clear refusals) and queues."""
 
 from datetime import UTC, timedelta
+from decimal import Decimal
 
 import pytest
 from django.test import Client
@@ -604,3 +605,136 @@ def test_order_page_shows_each_shipments_tracking(csr, place):
     assert "Sandbox Express" in page and "SBX123" in page
     assert "Out for delivery, New York, NY" in page  # the latest scan, on top
     assert "Departed facility" in page and "(2 scans)" in page
+
+
+# --- Returns, exchanges, appeasements ---------------------------------------------------------------
+
+
+@pytest.fixture
+def shipped(place):
+    """An order whose one fulfilment has shipped (so its payment is captured)."""
+
+    def make(**changes) -> Order:
+        order = place(**changes)
+        actor = services.Actor.system("t")
+        fulfillment = order.fulfillments.get()
+        services.fulfillment_accept(fulfillment_id=fulfillment.pk, actor=actor)
+        services.fulfillment_ship(fulfillment_id=fulfillment.pk, actor=actor, carrier="UPS", tracking_number="1Z1")
+        order.refresh_from_db()
+        return order
+
+    return make
+
+
+def test_create_a_return_with_an_exchange(csr, shipped):
+    from returns.models import Return
+
+    order = shipped()
+    line_a, line_b = order.lines.order_by("id")
+    url = f"/console/orders/{order.number}/return/"
+    form = text(csr.get(url))
+    assert f'name="qty_{line_a.pk}"' in form and 'value="changed_mind"' in form
+    data = {
+        "method": "mail",
+        f"qty_{line_a.pk}": "1",
+        f"reason_{line_a.pk}": "wrong_size",
+        "exchange_sku": "A",
+        "exchange_quantity": "1",
+    }
+    confirm = csr.post(url, data)
+    assert "Take back 1 × A" in text(confirm) and "Exchange: a new linked order for 1 × A" in text(confirm)
+    assert not Return.objects.exists()
+    done = csr.post(url, {**data, "confirm": "1"})
+    assert done.status_code == 302
+    rma = Return.objects.get()
+    assert (rma.order_id, rma.actor_label, rma.exchange_order is not None) == (order.pk, "csr", True)
+    page = text(csr.get(f"/console/orders/{order.number}/"))
+    assert rma.number in page and rma.exchange_order.number in page and "Wrong size" in page
+    assert "csr" in {e.actor_label for e in OrderEvent.objects.filter(order=order, type__startswith="return.")}
+    exchange_page = text(csr.get(f"/console/orders/{rma.exchange_order.number}/"))
+    assert f"Exchange for return {rma.number}" in exchange_page
+    customer = text(csr.get(f"/console/customers/{order.customer_id}/"))
+    assert rma.number in customer
+
+
+def test_return_refusals(csr, place, shipped):
+    from returns.models import Return
+
+    not_shipped = place(external_id="NS")
+    assert "Create return…" not in text(csr.get(f"/console/orders/{not_shipped.number}/"))
+    order = shipped()
+    line_a = order.lines.order_by("id").first()
+    url = f"/console/orders/{order.number}/return/"
+    too_many = csr.post(url, {"method": "mail", f"qty_{line_a.pk}": "4", f"reason_{line_a.pk}": "defective"})
+    assert too_many.status_code == 400 and "less than or equal to 3" in text(too_many)
+    nothing = csr.post(url, {"method": "mail", "confirm": "1"})
+    assert nothing.status_code == 400 and "at least one line" in text(nothing)
+    no_reason = csr.post(url, {"method": "mail", f"qty_{line_a.pk}": "1", "confirm": "1"})
+    assert no_reason.status_code == 400 and "Choose a reason" in text(no_reason)
+    unknown = csr.post(
+        url,
+        {
+            "method": "mail",
+            f"qty_{line_a.pk}": "1",
+            f"reason_{line_a.pk}": "defective",
+            "exchange_sku": "NOPE",
+            "exchange_quantity": "1",
+            "confirm": "1",
+        },
+    )
+    assert unknown.status_code == 400 and "NOPE" in text(unknown)
+    assert not Return.objects.exists()
+
+
+def test_appeasement_over_the_csr_limit_is_refused_and_a_supervisor_may_give_it(login, shipped):
+    from returns.models import Appeasement, Refund
+
+    order = shipped()
+    url = f"/console/orders/{order.number}/appease/"
+    data = {"kind": "refund", "amount": "40.00", "reason": "late_delivery", "note": "Parcel a week late"}
+    csr = login("csr")
+    confirm = csr.post(url, data)
+    assert "above your limit of 25.00 USD: it will be refused" in text(confirm)
+    refused = csr.post(url, {**data, "confirm": "1"})
+    assert refused.status_code == 403
+    assert "above your appeasement limit of 25.00" in text(refused)
+    assert not Appeasement.objects.exists() and not Refund.objects.exists()
+
+    supervisor = login("supervisor")
+    done = supervisor.post(url, {**data, "confirm": "1"})
+    assert done.status_code == 302
+    appeasement = Appeasement.objects.get()
+    assert (appeasement.status, appeasement.amount, appeasement.actor_label) == (
+        "issued",
+        Decimal("40.00"),
+        "supervisor",
+    )
+    assert Refund.objects.get().amount == Decimal("40.00")
+    page = text(supervisor.get(f"/console/orders/{order.number}/"))
+    assert "Late delivery" in page and "40.00 USD" in page
+    assert "supervisor" in {
+        e.actor_label for e in OrderEvent.objects.filter(order=order, type__startswith="appeasement")
+    }
+
+
+def test_appeasement_waiting_for_approval_is_approved_by_a_supervisor(login, shipped):
+    from returns.models import Appeasement
+
+    order = shipped()
+    csr = login("csr")
+    data = {"kind": "credit", "amount": "60.00", "reason": "service_recovery", "request_approval": "on"}
+    r = csr.post(f"/console/orders/{order.number}/appease/", {**data, "confirm": "1"})
+    assert r.status_code == 302
+    appeasement = Appeasement.objects.get()
+    assert appeasement.status == "pending_approval"
+    assert "Approve…" not in text(csr.get(f"/console/orders/{order.number}/"))  # not a CSR's decision
+    assert csr.get(f"/console/orders/{order.number}/appeasements/{appeasement.pk}/approve/").status_code == 403
+    supervisor = login("supervisor")
+    queue = text(supervisor.get("/console/queues/appeasements/"))
+    assert order.number in queue and "60.00 USD" in queue
+    url = f"/console/orders/{order.number}/appeasements/{appeasement.pk}/approve/"
+    r = supervisor.post(url, {"note": "Loyal customer", "confirm": "1", "next": "/console/queues/appeasements/"})
+    assert r.status_code == 302 and r["Location"] == "/console/queues/appeasements/"
+    appeasement.refresh_from_db()
+    assert (appeasement.status, appeasement.decided_by) == ("issued", "supervisor")
+    assert appeasement.credit_reference

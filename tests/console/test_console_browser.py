@@ -188,3 +188,86 @@ def test_reroute_with_the_simulation_and_the_other_pages(console, live_server, c
     page.goto(f"{live_server.url}/console/customers/{order.customer_id}/")
     expect(page.locator("#customer-orders")).to_contain_text(number)
     page.screenshot(path="/tmp/console_customer.png")
+
+
+@pytest.fixture
+def return_defaults(db):
+    """Reason codes and appeasement limits come from a data migration, which a transactional
+    test's flush removes: put them back."""
+    from returns.defaults import ensure_defaults
+
+    ensure_defaults()
+
+
+def ship_it(number: str) -> None:
+    from oms.actor import Actor
+    from orders import services
+
+    actor = Actor.system("test")
+    fulfillment = Order.objects.get(number=number).fulfillments.get()
+    services.fulfillment_accept(fulfillment_id=fulfillment.pk, actor=actor)
+    services.fulfillment_ship(fulfillment_id=fulfillment.pk, actor=actor, carrier="UPS", tracking_number="1Z999")
+
+
+def test_create_a_return(console, live_server, capture, return_defaults):
+    from returns.models import Return
+
+    number = capture()["number"]
+    ship_it(number)
+    line_a = Order.objects.get(number=number).lines.get(sku="A")
+    page = console("csr")
+    page.goto(f"{live_server.url}/console/orders/{number}/")
+    page.click("text=Create return…")
+    dialog = page.locator("dialog#panel")
+    dialog.locator(f"input[name=qty_{line_a.pk}]").fill("2")
+    dialog.locator(f"select[name=reason_{line_a.pk}]").select_option("defective")
+    dialog.locator("select[name=method]").select_option("mail")
+    dialog.locator("#submit").click()
+    expect(dialog.locator("#confirm-summary")).to_contain_text("Take back 2 × A")
+    page.screenshot(path="/tmp/console_return_confirm.png")
+    dialog.locator("#confirm").click()
+    expect(page.locator(".messages")).to_contain_text("Return RMA-")
+    rma = Return.objects.get()
+    expect(page.locator(".messages")).to_contain_text(f"Return {rma.number} created")
+    expect(page.locator("#returns")).to_contain_text("A × 2 — Defective or faulty")
+    expect(page.locator("#timeline li.user").first).to_contain_text("User: csr")
+    page.screenshot(path="/tmp/console_return_created.png", full_page=True)
+    assert (rma.lines.get().quantity, rma.actor_label) == (2, "csr")
+
+
+def test_appeasement_over_the_csr_limit_refused_then_given_by_a_supervisor(
+    console, live_server, capture, return_defaults
+):
+    from returns.models import Appeasement
+
+    number = capture()["number"]
+    ship_it(number)
+
+    def appease(page):
+        page.goto(f"{live_server.url}/console/orders/{number}/")
+        page.click("text=Appease…")
+        dialog = page.locator("dialog#panel")
+        dialog.locator("select[name=kind]").select_option("refund")
+        dialog.locator("input[name=amount]").fill("40.00")
+        dialog.locator("select[name=reason]").select_option("late_delivery")
+        dialog.locator("input[name=note]").fill("Arrived a week late")
+        dialog.locator("#submit").click()
+        return dialog
+
+    csr = console("csr")
+    dialog = appease(csr)
+    expect(dialog.locator("#confirm-summary")).to_contain_text("above your limit of 25.00 USD: it will be refused")
+    dialog.locator("#confirm").click()
+    expect(dialog.locator("#action-error")).to_contain_text("above your appeasement limit of 25.00")
+    csr.screenshot(path="/tmp/console_appeasement_refused.png")
+    assert not Appeasement.objects.exists()
+
+    supervisor = console("supervisor")
+    dialog = appease(supervisor)
+    dialog.locator("#confirm").click()
+    expect(supervisor.locator(".messages")).to_contain_text("Appeasement of 40.00 USD issued.")
+    expect(supervisor.locator("#appeasements")).to_contain_text("Late delivery")
+    expect(supervisor.locator("#appeasements")).to_contain_text("Issued")
+    supervisor.screenshot(path="/tmp/console_appeasement_supervisor.png", full_page=True)
+    appeasement = Appeasement.objects.get()
+    assert (appeasement.status, appeasement.actor_label) == ("issued", "supervisor")

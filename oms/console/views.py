@@ -5,6 +5,9 @@ one writing the order's timeline with the logged-in user as the actor). Every ac
 steps: the form, then a confirmation page that says what will happen; a service's refusal is
 shown in place with its message. With htmx (vendored in `oms/static/console/`) the action opens
 in a panel on the order page; without JavaScript the same URLs work as plain pages.
+
+The console sits on top of every app, as the admin and the API do: it reads and calls orders,
+inventory, routing and returns; nothing imports it.
 """
 
 from __future__ import annotations

@@ -134,7 +134,7 @@ class LocationForm(forms.ModelForm):
         fields = [
             "code", "name", "type", "active", "address_line1", "city", "region", "postal_code",
             "country", "latitude", "longitude", "capabilities", "priority", "daily_capacity",
-            "fulfillment_cost", "timezone", "cutoff_time", "accepts_returns",
+            "fulfillment_cost", "timezone", "opening_time", "cutoff_time", "processing_hours", "accepts_returns",
         ]  # fmt: skip
 
     def clean_capabilities(self):
@@ -182,7 +182,9 @@ class LocationAdmin(CsvImportMixin, admin.ModelAdmin):
                     "daily_capacity",
                     "fulfillment_cost",
                     "timezone",
+                    "opening_time",
                     "cutoff_time",
+                    "processing_hours",
                     "accepts_returns",
                 ]
             },

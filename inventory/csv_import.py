@@ -294,6 +294,8 @@ LOCATION_COLUMNS: dict[str, Callable[[str], Any] | None] = {
     "timezone": _timezone,
     "cutoff_time": None,  # the model's TimeField parses "15:00"
     "accepts_returns": _bool,
+    "opening_time": None,
+    "processing_hours": _int(1, 24 * 14),
 }
 LOCATION_REQUIRED = {"code", "name", "type", "country"}
 
@@ -417,9 +419,9 @@ SAMPLES = {
     "location": ",".join(LOCATION_COLUMNS)
     + "\n"
     + "DC-EAST,East distribution centre,warehouse,1 Dock Rd,Newark,NJ,07102,US,"
-    "40.735700,-74.172400,ship,true,10,5000,4.50,America/New_York,16:00,true\n"
+    "40.735700,-74.172400,ship,true,10,5000,4.50,America/New_York,16:00,true,07:00,8\n"
     "STORE-SOHO,SoHo store,store,120 Prince St,New York,NY,10012,US,"
-    "40.725000,-73.999000,ship;pickup;curbside,true,50,200,6.00,America/New_York,14:00,true\n",
+    "40.725000,-73.999000,ship;pickup;curbside,true,50,200,6.00,America/New_York,14:00,true,10:00,2\n",
     "item": "sku,name,active,weight_grams\nTSHIRT-BLK-M,Black T-shirt M,true,180\nMUG-WHT,White mug,true,350\n",
     "stock": "location,sku,on_hand,safety_stock\nDC-EAST,TSHIRT-BLK-M,120,5\nSTORE-SOHO,TSHIRT-BLK-M,8,\n",
 }

@@ -72,6 +72,14 @@ class Location(models.Model):
     cutoff_time = models.TimeField(
         default=time(15, 0), help_text="Orders released after this local time ship next day."
     )
+    # SLA: a fulfilment released between opening and cut-off is due `processing_hours` later;
+    # one released before opening or after the cut-off starts the clock at the next opening.
+    opening_time = models.TimeField(default=time(9, 0), help_text="Local time work on fulfilments starts.")
+    processing_hours = models.PositiveSmallIntegerField(
+        default=24,
+        validators=[MinValueValidator(1), MaxValueValidator(24 * 14)],
+        help_text="Hours from release to picked and packed (or ready for pickup): the fulfilment's due time.",
+    )
     accepts_returns = models.BooleanField(default=False)
 
     class Connector(models.TextChoices):
@@ -98,6 +106,8 @@ class Location(models.Model):
 
         if self.connector == self.Connector.WEBHOOK and not (self.partner_url and self.partner_secret):
             raise ValidationError({"partner_url": "A webhook partner needs a URL and a secret."})
+        if self.opening_time and self.cutoff_time and self.opening_time >= self.cutoff_time:
+            raise ValidationError({"cutoff_time": "The cut-off must be later than the opening time."})
 
     def can(self, capability: str) -> bool:
         return capability in self.capabilities

@@ -616,7 +616,12 @@ def supply_upsert(*, lines: Sequence[SupplyLine]) -> list[IncomingSupply]:
 @transaction.atomic
 def supply_receive(*, supply_id: int, quantity: int, actor: Actor) -> IncomingSupply:
     """Receive expected supply into on hand at its location."""
-    supply = IncomingSupply.objects.select_for_update().select_related("item", "location").filter(pk=supply_id).first()
+    supply = (
+        IncomingSupply.objects.select_for_update(of=("self",))
+        .select_related("item", "location")
+        .filter(pk=supply_id)
+        .first()
+    )
     if supply is None:
         raise NotFound("No such incoming supply.")
     if supply.status != IncomingSupply.Status.OPEN:

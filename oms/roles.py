@@ -15,7 +15,8 @@ from django.db import transaction
 CSR = "CSR"
 SUPERVISOR = "Supervisor"
 MERCHANT = "Merchant"
-GROUP_NAMES = (CSR, SUPERVISOR, MERCHANT)
+STORE_ASSOCIATE = "Store associate"
+GROUP_NAMES = (CSR, SUPERVISOR, MERCHANT, STORE_ASSOCIATE)
 
 INVENTORY_MODELS = (
     "location",
@@ -55,6 +56,7 @@ ORDER_MODELS = (
     "orderevent",
     "customer",
     "holdrule",
+    "fulfillment",
     "shipment",
     "trackingevent",
 )
@@ -100,7 +102,12 @@ GROUP_PERMISSIONS: dict[str, frozenset[str]] = {
     CSR: _CSR_PERMS,
     SUPERVISOR: _CSR_PERMS | {"inventory.change_stock"} | _SUPERVISOR_RETURNS,
     MERCHANT: _CSR_PERMS
-    | _perms(("add", "change", "view"), (*MERCHANT_MANAGED, "orders.holdrule", "orders.carrier", *RETURN_CONFIG)),
+    | _perms(("add", "change", "view"), (*MERCHANT_MANAGED, "orders.holdrule", "orders.carrier", *RETURN_CONFIG))
+    # who works which store's queue
+    | _perms(("add", "change", "delete", "view"), ("orders.storeassociate",)),
+    # The store app (/store/) for the stores a user is a member of (orders.StoreAssociate);
+    # no admin access.
+    STORE_ASSOCIATE: frozenset({"orders.work_store_queue"}),
 }
 
 

@@ -194,6 +194,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "returns.poll_return_labels",
         "schedule": float(os.environ.get("RETURN_LABEL_POLL_SECONDS", "300")),
     },
+    # Fulfilment SLAs (orders.services): each run is idempotent and safe beside another.
+    "escalate-unaccepted-fulfillments": {"task": "orders.escalate_unaccepted", "schedule": 60.0},
+    "flag-late-fulfillments": {"task": "orders.flag_late_fulfillments", "schedule": 60.0},
+    "expire-uncollected-pickups": {"task": "orders.expire_pickups", "schedule": 900.0},
     "poll-carrier-tracking": {
         "task": "orders.poll_tracking",
         "schedule": float(os.environ.get("CARRIER_TRACKING_POLL_SECONDS", "60")),
@@ -226,6 +230,33 @@ IDEMPOTENCY_TTL_HOURS = int(os.environ.get("IDEMPOTENCY_TTL_HOURS", "48"))
 # After this many location rejections an order goes to the sourcing exception queue.
 ROUTING_MAX_ATTEMPTS = int(os.environ.get("ROUTING_MAX_ATTEMPTS", "3"))
 
+# --- Fulfilment SLAs ---------------------------------------------------------------------------
+# A fulfilment not accepted this many minutes after release is escalated: "reroute" rejects it
+# ("not accepted in time", so routing sends it elsewhere) or "alert" only flags it (timeline +
+# `fulfillment.late` webhook).
+FULFILLMENT_ACCEPT_MINUTES = int(os.environ.get("FULFILLMENT_ACCEPT_MINUTES", "60"))
+FULFILLMENT_ACCEPT_ESCALATION = os.environ.get("FULFILLMENT_ACCEPT_ESCALATION", "reroute").strip().lower()
+if FULFILLMENT_ACCEPT_ESCALATION not in ("reroute", "alert"):
+    raise ValueError("FULFILLMENT_ACCEPT_ESCALATION must be 'reroute' or 'alert'.")
+# Days a ready pickup waits at the counter before it expires (cancelled, stock released, refunded).
+PICKUP_EXPIRY_DAYS = int(os.environ.get("PICKUP_EXPIRY_DAYS", "7"))
+
+# --- Email (customer notifications) ------------------------------------------------------------
+# No EMAIL_HOST: mail is printed on the console (development). Tests use Django's locmem outbox.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH") or None  # for EMAIL_BACKEND ….filebased.EmailBackend
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "587"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", not EMAIL_USE_SSL)  # STARTTLS on 587 unless implicit SSL
+EMAIL_TIMEOUT = float(os.environ.get("EMAIL_TIMEOUT", "10"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "OMS Orders <orders@localhost>")
+OMS_EMAIL_SENDER_NAME = os.environ.get("OMS_EMAIL_SENDER_NAME", "The OMS demo shop")
 # --- Carriers ---------------------------------------------------------------------------------
 CARRIER_TIMEOUT_SECONDS = float(os.environ.get("CARRIER_TIMEOUT_SECONDS", "10"))
 # A parcel in transit is asked about at most this often; a failing carrier backs off from the base.

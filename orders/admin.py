@@ -22,6 +22,7 @@ from django.db.models import Count, Prefetch, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
@@ -33,6 +34,8 @@ from .carriers.admin import ShipmentAdmin
 from .models import (
     Allocation,
     Customer,
+    CustomerNotification,
+    Fulfillment,
     HoldRule,
     HoldType,
     Order,
@@ -41,6 +44,7 @@ from .models import (
     OrderLine,
     Payment,
     Shipment,
+    StoreAssociate,
 )
 
 ACTION_FORM_TEMPLATE = "admin/orders/order/action_confirmation.html"
@@ -274,8 +278,12 @@ class OrderAdmin(PhoneDigitsSearchMixin, admin.ModelAdmin):
 
     @admin.display(description="fulfilments")
     def fulfillment_summary(self, order: Order):
+        now = timezone.now()
         items = [
-            f"#{f.pk} {f.location.code} {f.get_status_display()}: "
+            f"#{f.pk} {f.location.code} {f.get_status_display()}"
+            + (f" · due {f.due_at:%Y-%m-%d %H:%M} UTC" if f.due_at else "")
+            + (" · LATE" if f.is_late(now) else "")
+            + ": "
             + ", ".join(f"{fl.line.sku} × {fl.quantity}" for fl in f.lines.all())
             for f in order.fulfillments.select_related("location").prefetch_related("lines__line")
         ]
@@ -528,3 +536,99 @@ class CustomerAdmin(PhoneDigitsSearchMixin, admin.ModelAdmin):
 
 
 admin.site.register(Shipment, ShipmentAdmin)
+
+
+# --- Fulfilments: SLA and lateness; store associates; customer emails -----------------------------
+
+
+class LateFilter(admin.SimpleListFilter):
+    title = "late"
+    parameter_name = "late"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Late (flagged or overdue)"), ("no", "On time")]
+
+    def queryset(self, request, queryset):
+        late = Fulfillment.objects.late(timezone.now()).values("pk")
+        if self.value() == "yes":
+            return queryset.filter(pk__in=late)
+        if self.value() == "no":
+            return queryset.exclude(pk__in=late)
+        return queryset
+
+
+@admin.register(Fulfillment)
+class FulfillmentAdmin(admin.ModelAdmin):
+    """Read-only: fulfilments move through the fulfilment API, the store app and the SLA tasks."""
+
+    list_display = ["id", "order_link", "location", "status", "due_at", "late", "late_at", "created_at"]
+    list_select_related = ["order", "location"]
+    list_filter = [LateFilter, "status", "location__type", "location"]
+    search_fields = ["order__number", "location__code"]
+    ordering = ["-id"]
+    show_full_result_count = False
+    fields = [
+        "order_link",
+        "location",
+        "status",
+        "transfer_to",
+        "routing_attempt",
+        "rejection_reason",
+        "due_at",
+        "late",
+        "late_at",
+        "accept_escalated_at",
+        "ready_at",
+        "pickup_expires_at",
+        "created_at",
+        "updated_at",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="order", ordering="order__number")
+    def order_link(self, f: Fulfillment):
+        return format_html('<a href="{}">{}</a>', reverse("admin:orders_order_change", args=[f.order_id]), f.order)
+
+    @admin.display(description="late", boolean=True)
+    def late(self, f: Fulfillment) -> bool:
+        return f.is_late(timezone.now())
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(StoreAssociate)
+class StoreAssociateAdmin(admin.ModelAdmin):
+    """Who works which store's queue in the store app (/store/). Add the user to the "Store
+    associate" group too: that grants the app; this row says which store."""
+
+    list_display = ["user", "location", "created_at"]
+    list_select_related = ["user", "location"]
+    list_filter = ["location"]
+    search_fields = ["user__username", "user__email", "location__code"]
+    raw_id_fields = ["user"]
+
+
+@admin.register(CustomerNotification)
+class CustomerNotificationAdmin(admin.ModelAdmin):
+    list_display = ["id", "order", "kind", "to", "sent_at", "attempts", "last_error"]
+    list_select_related = ["order"]
+    list_filter = ["kind", ("sent_at", admin.EmptyFieldListFilter)]
+    search_fields = ["order__number", "to"]
+    readonly_fields = [f.name for f in CustomerNotification._meta.fields]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -3,12 +3,14 @@ events integrators subscribe to, the outbox row, in the caller's transaction."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from oms.actor import Actor
 from oms.outbox import outbox_publish_event
 
-from .models import Order, OrderEvent
+from .models import CustomerNotification, Order, OrderEvent
+from .notifications import notify_customer
 
 REROUTED = "fulfillment.rerouted"  # its data names the location routing must not go back to
 
@@ -31,12 +33,19 @@ def _record(
     actor: Actor,
     data: dict | None = None,
     webhook: str | None = None,
+    webhook_extra: dict | None = None,
 ) -> OrderEvent:
+    """`webhook_extra` goes to subscribers only, not onto the timeline (e.g. the pickup code,
+    which the customer needs but store staff reading the timeline should not see)."""
     event = OrderEvent.objects.create(
         order=order, type=type, message=message[:500], data=data or {}, **actor.as_fields()
     )
     if webhook:
-        outbox_publish_event(webhook, {**order_summary(order), **(data or {})}, ordering_key=f"order:{order.number}")
+        outbox_publish_event(
+            webhook,
+            {**order_summary(order), **(data or {}), **(webhook_extra or {})},
+            ordering_key=f"order:{order.number}",
+        )
     return event
 
 
@@ -153,7 +162,7 @@ def fulfillment_rejected(order: Order, actor: Actor, *, fulfillment, reason: str
 
 def fulfillment_shipped(order: Order, actor: Actor, *, fulfillment, shipment, units: int, captured) -> OrderEvent:
     tracking = f" ({shipment.carrier} {shipment.tracking_number})".rstrip() if shipment.tracking_number else ""
-    return _record(
+    event = _record(
         order,
         "fulfillment.shipped",
         f"{units} unit(s) shipped from {fulfillment.location.code}{tracking}; {captured} captured",
@@ -169,27 +178,88 @@ def fulfillment_shipped(order: Order, actor: Actor, *, fulfillment, shipment, un
         },
         webhook="fulfillment.shipped",
     )
+    notify_customer(order, CustomerNotification.Kind.SHIPPED, fulfillment=fulfillment, shipment=shipment)
+    return event
 
 
 def fulfillment_ready(order: Order, actor: Actor, *, fulfillment) -> OrderEvent:
-    return _record(
+    expires = fulfillment.pickup_expires_at.isoformat() if fulfillment.pickup_expires_at else None
+    event = _record(
         order,
         "fulfillment.ready_for_pickup",
-        f"Ready for pickup at {fulfillment.location.code}",
+        f"Ready for pickup at {fulfillment.location.code}"
+        + (f"; collect by {fulfillment.pickup_expires_at:%Y-%m-%d %H:%M} UTC" if expires else ""),
         actor,
-        {"fulfillment": fulfillment.pk, "location": fulfillment.location.code},
+        {"fulfillment": fulfillment.pk, "location": fulfillment.location.code, "pickup_expires_at": expires},
         webhook="fulfillment.ready_for_pickup",
+        webhook_extra={"pickup_code": fulfillment.pickup_code},
+    )
+    notify_customer(order, CustomerNotification.Kind.READY_FOR_PICKUP, fulfillment=fulfillment)
+    return event
+
+
+def fulfillment_picked_up(order: Order, actor: Actor, *, fulfillment, code_checked: bool) -> OrderEvent:
+    how = "pickup code checked" if code_checked else "pickup code not checked by the OMS (verified by the caller)"
+    return _record(
+        order,
+        "fulfillment.picked_up",
+        f"Collected at {fulfillment.location.code} ({how})",
+        actor,
+        {"fulfillment": fulfillment.pk, "location": fulfillment.location.code, "pickup_code_checked": code_checked},
+        webhook="fulfillment.picked_up",
     )
 
 
 def fulfillment_delivered(order: Order, actor: Actor, *, fulfillment) -> OrderEvent:
-    return _record(
+    event = _record(
         order,
         "fulfillment.delivered",
         f"Fulfilment {fulfillment.pk} from {fulfillment.location.code} delivered",
         actor,
         {"fulfillment": fulfillment.pk, "location": fulfillment.location.code},
         webhook="fulfillment.delivered",
+    )
+    notify_customer(order, CustomerNotification.Kind.DELIVERED, fulfillment=fulfillment)
+    return event
+
+
+def fulfillment_late(order: Order, actor: Actor, *, fulfillment, sla: str, message: str) -> OrderEvent:
+    """`sla` is "accept" (not accepted in time) or "due" (not picked by the due time)."""
+    return _record(
+        order,
+        "fulfillment.late",
+        message,
+        actor,
+        {
+            "fulfillment": fulfillment.pk,
+            "location": fulfillment.location.code,
+            "sla": sla,
+            "status": fulfillment.status,
+            "due_at": fulfillment.due_at.isoformat() if fulfillment.due_at else None,
+        },
+        webhook="fulfillment.late",
+    )
+
+
+def fulfillment_expired(
+    order: Order, actor: Actor, *, fulfillment, reason: str, lines: list[dict], refund: dict
+) -> OrderEvent:
+    what = ", ".join(f"{line['sku']} × {line['quantity']}" for line in lines) or "nothing"
+    money = [f"{refund[k]} {k}" for k in ("voided", "refunded") if Decimal(refund[k])]
+    return _record(
+        order,
+        "fulfillment.expired",
+        f"Pickup at {fulfillment.location.code} expired, {reason}: cancelled {what}, stock released"
+        + (f", {' and '.join(money)}" if money else ""),
+        actor,
+        {
+            "fulfillment": fulfillment.pk,
+            "location": fulfillment.location.code,
+            "reason": reason,
+            "lines": lines,
+            **refund,
+        },
+        webhook="fulfillment.expired",
     )
 
 

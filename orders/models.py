@@ -25,7 +25,7 @@ from .carriers.models import (  # noqa: F401
 
 class Customer(models.Model):
     # On PostgreSQL, trigram indexes on UPPER(name), email and phone_digits serve the console's
-    # "contains" searches (orders/migrations/0007_console_search_indexes.py).
+    # "contains" searches (orders/migrations/0008_console_search_indexes.py).
     email = models.EmailField(unique=True, help_text="Stored lower-cased.")
     name = models.CharField(max_length=200, blank=True)
     phone = models.CharField(max_length=40, blank=True)
@@ -411,6 +411,25 @@ FULFILLMENT_ACTIVE = [
     FulfillmentStatus.PACKED,
     FulfillmentStatus.READY_FOR_PICKUP,
 ]
+# The SLA clock runs until the units are picked and packed (or ready for pickup): past its
+# due time, a fulfilment still in one of these states is late.
+NOT_YET_PICKED = [
+    FulfillmentStatus.CREATED,
+    FulfillmentStatus.SENT,
+    FulfillmentStatus.ACCEPTED,
+    FulfillmentStatus.PICKING,
+]
+AWAITING_ACCEPTANCE = [FulfillmentStatus.CREATED, FulfillmentStatus.SENT]
+
+
+class FulfillmentQuerySet(models.QuerySet):
+    def overdue(self, now):
+        """Not yet picked and past the due time (whether or not the SLA check flagged it yet)."""
+        return self.filter(status__in=NOT_YET_PICKED, due_at__lt=now)
+
+    def late(self, now):
+        """Flagged late by the SLA check, or overdue now: what the store queue and admin highlight."""
+        return self.filter(Q(late_at__isnull=False) | Q(status__in=NOT_YET_PICKED, due_at__lt=now))
 
 
 class Fulfillment(FSMModelMixin, models.Model):
@@ -426,8 +445,20 @@ class Fulfillment(FSMModelMixin, models.Model):
         "inventory.Location", null=True, blank=True, on_delete=models.PROTECT, related_name="inbound_transfers"
     )
     rejection_reason = models.CharField(max_length=300, blank=True)
+    # SLA: when the location must have it picked and packed (or ready for pickup); set at release.
+    due_at = models.DateTimeField(null=True, blank=True)
+    late_at = models.DateTimeField(null=True, blank=True, help_text="When the SLA check found it late.")
+    accept_escalated_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the SLA check alerted that it was not accepted in time."
+    )
+    # Pickup: the code the customer shows at the counter, and how long the store keeps the parcel.
+    pickup_code = models.CharField(max_length=12, blank=True, editable=False)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    pickup_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = FulfillmentQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]
@@ -436,6 +467,9 @@ class Fulfillment(FSMModelMixin, models.Model):
             models.Index(fields=["location", "created_at"]),
             # the console's queue of rejected fulfilments (few rows have a rejection reason)
             models.Index(fields=["-updated_at"], condition=~Q(rejection_reason=""), name="fulfillment_rejected_idx"),
+            # the SLA sweeps: overdue by status, uncollected pickups by expiry
+            models.Index(fields=["status", "due_at"], name="fulfillment_status_due_idx"),
+            models.Index(fields=["status", "pickup_expires_at"], name="fulfillment_status_expiry_idx"),
         ]
 
     def __str__(self) -> str:
@@ -489,9 +523,18 @@ class Fulfillment(FSMModelMixin, models.Model):
     def deliver(self) -> None:
         """The carrier delivered it."""
 
+    @transition(field=status, source=FulfillmentStatus.READY_FOR_PICKUP, target=FulfillmentStatus.EXPIRED)
+    def expire(self) -> None:
+        """The customer did not collect it in time: its units are cancelled and released."""
+
     @transition(field=status, source=FULFILLMENT_ACTIVE, target=FulfillmentStatus.CANCELLED)
     def cancel(self) -> None:
         """Nothing left to fulfil here (the order's lines were cancelled)."""
+
+    def is_late(self, now) -> bool:
+        return self.late_at is not None or (
+            self.status in NOT_YET_PICKED and self.due_at is not None and self.due_at < now
+        )
 
 
 class FulfillmentLine(models.Model):
@@ -594,3 +637,54 @@ class ShipmentLine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.quantity} × line {self.fulfillment_line_id}"
+
+
+class StoreAssociate(models.Model):
+    """A user who works a store's fulfilment queue (one row per store they work in)."""
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="store_memberships")
+    location = models.ForeignKey(
+        "inventory.Location",
+        on_delete=models.CASCADE,
+        related_name="associates",
+        limit_choices_to={"type": "store"},
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["location__code", "user__username"]
+        constraints = [models.UniqueConstraint(fields=["user", "location"], name="store_associate_uniq")]
+        permissions = [("work_store_queue", "Can work store fulfilment queues (the store app)")]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.location.code}"
+
+
+class CustomerNotification(models.Model):
+    """An email to the customer about their order, recorded with the change that causes it and
+    sent by a worker (started from the outbox). `key` makes each notification happen once."""
+
+    class Kind(models.TextChoices):
+        READY_FOR_PICKUP = "ready_for_pickup", "Ready for pickup"
+        SHIPPED = "shipped", "Shipped"
+        DELIVERED = "delivered", "Delivered"
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="notifications")
+    fulfillment = models.ForeignKey(Fulfillment, on_delete=models.CASCADE, related_name="notifications")
+    shipment = models.ForeignKey(Shipment, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    key = models.CharField(max_length=100, unique=True, editable=False)
+    to = models.EmailField()
+    subject = models.CharField(max_length=200, blank=True)
+    body = models.TextField(blank=True, help_text="The text part as sent.")
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} → {self.to}"

@@ -3,10 +3,14 @@ locks the order, changes it, writes its timeline entry and outbox rows, and noth
 
 from __future__ import annotations
 
+import hmac
+import logging
 import re
+import secrets
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -27,11 +31,14 @@ from oms.actor import Actor
 from oms.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from oms.outbox import outbox_enqueue_task, outbox_revive
 
-from . import events
+from . import events, sla
 from .carriers.adapters import Label
 from .carriers.models import Carrier, TrackingStatus
 from .models import (
+    AWAITING_ACCEPTANCE,
     FULFILLMENT_ACTIVE,
+    NOT_YET_PICKED,
+    NUMBER_ALPHABET,
     PRE_SHIPMENT_STATES,
     REJECTABLE,
     Allocation,
@@ -53,6 +60,7 @@ from .models import (
     payment_status,
 )
 
+log = logging.getLogger(__name__)
 CENT = Decimal("0.01")
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 
@@ -471,7 +479,8 @@ def derive_status(lines: Sequence[OrderLine], *, has_provisional: bool = False, 
 
 
 def _lock(order_number: str) -> Order:
-    order = Order.objects.select_for_update().select_related("channel").filter(number=order_number).first()
+    # OF self: locking the joined channel row too would serialise every order of the channel.
+    order = Order.objects.select_for_update(of=("self",)).select_related("channel").filter(number=order_number).first()
     if order is None:
         raise NotFound(f"No order {order_number}.")
     return order
@@ -855,12 +864,18 @@ def order_apply_routing(
         elif allocation.pk:
             allocation.save(update_fields=["quantity", "provisional"])
     OrderLine.objects.bulk_update(lines, ["quantity_allocated"])
-    codes = dict(Location.objects.filter(pk__in=plan).values_list("pk", "code"))
+    locations = Location.objects.in_bulk(list(plan))
+    codes = {pk: location.code for pk, location in locations.items()}
+    released_at = timezone.now()
     created = []
     for location_id, per_line in sorted(plan.items()):
         transfer_to = order.pickup_location_id if order.pickup_location_id not in (None, location_id) else None
         fulfillment = Fulfillment.objects.create(
-            order=order, location_id=location_id, routing_attempt=attempt, transfer_to_id=transfer_to
+            order=order,
+            location=locations[location_id],
+            routing_attempt=attempt,
+            transfer_to_id=transfer_to,
+            due_at=sla.location_due_at(locations[location_id], released_at),
         )
         FulfillmentLine.objects.bulk_create(
             [FulfillmentLine(fulfillment=fulfillment, line_id=line_id, quantity=q) for line_id, q in per_line.items()]
@@ -872,6 +887,7 @@ def order_apply_routing(
             {
                 "fulfillment": fulfillment.pk,
                 "location": codes[location_id],
+                "due_at": fulfillment.due_at.isoformat(),
                 "transfer_to": order.pickup_location.code if transfer_to else None,
                 "lines": {str(k): v for k, v in per_line.items()},
             }
@@ -922,7 +938,7 @@ def _lock_order_and_fulfillment(fulfillment_id: int) -> tuple[Order, Fulfillment
     if number is None:
         raise NotFound(f"No fulfilment {fulfillment_id}.")
     order = _lock(number)
-    fulfillment = Fulfillment.objects.select_for_update().select_related("location").get(pk=fulfillment_id)
+    fulfillment = Fulfillment.objects.select_for_update(of=("self",)).select_related("location").get(pk=fulfillment_id)
     return order, fulfillment
 
 
@@ -933,6 +949,12 @@ def fulfillment_reject(
     """A location refuses all or some of a fulfilment: release its stock, exclude it for this
     order, and route what it refused again (or raise a sourcing exception after too many)."""
     order, fulfillment = _lock_order_and_fulfillment(fulfillment_id)
+    return _reject_locked(order, fulfillment, reason=reason, actor=actor, lines=lines)
+
+
+def _reject_locked(
+    order: Order, fulfillment: Fulfillment, *, reason: str, actor: Actor, lines: dict[int, int] | None
+) -> Fulfillment:
     if fulfillment.status not in REJECTABLE:
         raise InvalidTransition(f"Fulfilment {fulfillment.pk} is {fulfillment.status}; it can no longer be rejected.")
     if not reason.strip():
@@ -1006,7 +1028,7 @@ def _hand_over(
 ) -> tuple[list[tuple[FulfillmentLine, int]], Decimal]:
     """Units leave the location: stock is committed (on hand and reserved both fall), line
     quantities move from allocated to shipped, and their value is captured."""
-    flines = {fl.line_id: fl for fl in fulfillment.lines.select_for_update().select_related("line")}
+    flines = {fl.line_id: fl for fl in fulfillment.lines.select_for_update(of=("self",)).select_related("line")}
     wanted = (
         {line_id: fl.quantity_open for line_id, fl in flines.items() if fl.quantity_open} if lines is None else lines
     )
@@ -1128,7 +1150,9 @@ def fulfillment_ship(
 
 
 @transaction.atomic
-def fulfillment_ready_for_pickup(*, fulfillment_id: int, actor: Actor) -> Fulfillment:
+def fulfillment_ready_for_pickup(*, fulfillment_id: int, actor: Actor, now: datetime | None = None) -> Fulfillment:
+    """Waiting at the counter: the customer gets a pickup code (webhook and email) and has
+    PICKUP_EXPIRY_DAYS to collect before it expires."""
     order, fulfillment = _lock_order_and_fulfillment(fulfillment_id)
     if fulfillment.status == FulfillmentStatus.READY_FOR_PICKUP:
         return fulfillment  # a retry
@@ -1136,24 +1160,39 @@ def fulfillment_ready_for_pickup(*, fulfillment_id: int, actor: Actor) -> Fulfil
         raise InvalidTransition(f"Fulfilment {fulfillment.pk} is not collected at {fulfillment.location.code}.")
     if fulfillment.status not in SHIPPABLE:
         raise InvalidTransition(f"Fulfilment {fulfillment.pk} is {fulfillment.status}; it cannot be made ready.")
+    now = now or timezone.now()
     fulfillment.ready_for_pickup()
-    fulfillment.save(update_fields=["status", "updated_at"])
+    fulfillment.pickup_code = fulfillment.pickup_code or new_pickup_code()
+    fulfillment.ready_at = now
+    fulfillment.pickup_expires_at = now + timedelta(days=settings.PICKUP_EXPIRY_DAYS)
+    fulfillment.save(update_fields=["status", "pickup_code", "ready_at", "pickup_expires_at", "updated_at"])
     events.fulfillment_ready(order, actor, fulfillment=fulfillment)
     return fulfillment
 
 
 @transaction.atomic
-def fulfillment_picked_up(*, fulfillment_id: int, actor: Actor) -> Fulfillment:
-    """The customer collected it: the units leave the store like a shipment does."""
+def fulfillment_picked_up(*, fulfillment_id: int, actor: Actor, pickup_code: str | None = None) -> Fulfillment:
+    """The customer collected it: the units leave the store like a shipment does.
+
+    `pickup_code` is what the customer showed; a wrong one is refused and changes nothing.
+    None means the caller checked the customer some other way (a partner or POS that verifies
+    codes or ID itself); the timeline records which it was."""
     order, fulfillment = _lock_order_and_fulfillment(fulfillment_id)
     if fulfillment.status == FulfillmentStatus.PICKED_UP:
         return fulfillment
     if fulfillment.status != FulfillmentStatus.READY_FOR_PICKUP:
         raise InvalidTransition(f"Fulfilment {fulfillment.pk} is {fulfillment.status}, not ready for pickup.")
+    if pickup_code is not None and not pickup_code_matches(fulfillment, pickup_code):
+        log.warning("wrong pickup code for fulfilment %s by %s", fulfillment.pk, actor.label)
+        raise ValidationFailed(
+            "The pickup code does not match this order. Ask the customer for the code in their "
+            "ready-for-pickup message.",
+            fields={"pickup_code": "Does not match."},
+        )
     _, captured = _hand_over(order, fulfillment, None, actor)
     fulfillment.picked_up()
     fulfillment.save(update_fields=["status", "updated_at"])
-    events.fulfillment_changed(order, actor, fulfillment=fulfillment, what="picked_up")
+    events.fulfillment_picked_up(order, actor, fulfillment=fulfillment, code_checked=pickup_code is not None)
     _complete_if_done(order, actor)
     return fulfillment
 
@@ -1322,3 +1361,242 @@ def order_route_again(*, order_number: str, actor: Actor) -> Order:
         request_routing(order)
     events.routing_requested(order, actor)
     return order
+
+
+# --- Store work: picking, packing, pickup codes ------------------------------------------------
+
+PICKUP_CODE_LENGTH = 6  # 32^6 ≈ 10^9 codes, read out or typed at a counter
+
+
+def new_pickup_code() -> str:
+    return "".join(secrets.choice(NUMBER_ALPHABET) for _ in range(PICKUP_CODE_LENGTH))
+
+
+def normalise_pickup_code(raw: str) -> str:
+    """What the customer read out or typed: case, spaces and dashes do not matter."""
+    return "".join(ch for ch in raw.upper() if ch.isalnum())
+
+
+def pickup_code_matches(fulfillment: Fulfillment, given: str) -> bool:
+    """Constant-time comparison, so response timing tells nothing about the code."""
+    if not fulfillment.pickup_code:
+        return False
+    return hmac.compare_digest(fulfillment.pickup_code.encode(), normalise_pickup_code(given).encode())
+
+
+def _progress(fulfillment_id: int, actor: Actor, *, target: str, sources: Sequence[str], verb: str) -> Fulfillment:
+    order, fulfillment = _lock_order_and_fulfillment(fulfillment_id)
+    if fulfillment.status == target:
+        return fulfillment  # a retry
+    if fulfillment.status not in sources:
+        raise InvalidTransition(f"Fulfilment {fulfillment.pk} is {fulfillment.status}; it cannot be {verb}.")
+    if target == FulfillmentStatus.PICKING:
+        fulfillment.start_picking()
+    else:
+        fulfillment.pack()
+    fulfillment.save(update_fields=["status", "updated_at"])
+    events.fulfillment_changed(order, actor, fulfillment=fulfillment, what=target)
+    return fulfillment
+
+
+@transaction.atomic
+def fulfillment_start_picking(*, fulfillment_id: int, actor: Actor) -> Fulfillment:
+    """The location's pickers are on it (after accepting)."""
+    return _progress(
+        fulfillment_id, actor, target=FulfillmentStatus.PICKING, sources=[FulfillmentStatus.ACCEPTED], verb="picked"
+    )
+
+
+@transaction.atomic
+def fulfillment_pack(*, fulfillment_id: int, actor: Actor) -> Fulfillment:
+    """Picked and packed: the SLA is met; next it ships or waits at the counter."""
+    return _progress(
+        fulfillment_id,
+        actor,
+        target=FulfillmentStatus.PACKED,
+        sources=[FulfillmentStatus.ACCEPTED, FulfillmentStatus.PICKING],
+        verb="packed",
+    )
+
+
+# --- SLAs: escalation, late flags, uncollected pickups -----------------------------------------
+# Each runs per fulfilment in its own transaction with the order and fulfilment locked, and
+# checks its condition again under the lock: two overlapping beat runs act once.
+
+NOT_ACCEPTED_IN_TIME = "not accepted in time"
+SWEEP_BATCH = 500  # fulfilments per beat run; the next run takes the rest
+
+
+@transaction.atomic
+def fulfillment_escalate_unaccepted(*, fulfillment_id: int, actor: Actor, now: datetime, mode: str) -> bool:
+    """Not accepted within FULFILLMENT_ACCEPT_MINUTES: "reroute" rejects what is left (the
+    rejection sends it to routing again) or "alert" flags it once (timeline + webhook).
+    Returns whether it acted."""
+    order, fulfillment = _lock_order_and_fulfillment(fulfillment_id)
+    limit = timedelta(minutes=settings.FULFILLMENT_ACCEPT_MINUTES)
+    if fulfillment.status not in AWAITING_ACCEPTANCE or fulfillment.created_at > now - limit:
+        return False
+    minutes = int((now - fulfillment.created_at).total_seconds() // 60)
+    if mode == "reroute":
+        _reject_locked(order, fulfillment, reason=NOT_ACCEPTED_IN_TIME, actor=actor, lines=None)
+        return True
+    if fulfillment.accept_escalated_at is not None:
+        return False
+    fulfillment.accept_escalated_at = now
+    fulfillment.save(update_fields=["accept_escalated_at", "updated_at"])
+    events.fulfillment_late(
+        order,
+        actor,
+        fulfillment=fulfillment,
+        sla="accept",
+        message=f"Fulfilment {fulfillment.pk} at {fulfillment.location.code} not accepted after {minutes} minutes",
+    )
+    return True
+
+
+@transaction.atomic
+def fulfillment_flag_late(*, fulfillment_id: int, actor: Actor, now: datetime) -> bool:
+    """Not picked and packed by its due time: flag it (once), timeline + `fulfillment.late`."""
+    order, fulfillment = _lock_order_and_fulfillment(fulfillment_id)
+    if (
+        fulfillment.late_at is not None
+        or fulfillment.status not in NOT_YET_PICKED
+        or fulfillment.due_at is None
+        or fulfillment.due_at >= now
+    ):
+        return False
+    fulfillment.late_at = now
+    fulfillment.save(update_fields=["late_at", "updated_at"])
+    late_by = int((now - fulfillment.due_at).total_seconds() // 60)
+    events.fulfillment_late(
+        order,
+        actor,
+        fulfillment=fulfillment,
+        sla="due",
+        message=(
+            f"Fulfilment {fulfillment.pk} at {fulfillment.location.code} is late: due "
+            f"{fulfillment.due_at:%Y-%m-%d %H:%M} UTC, still {fulfillment.status} ({late_by} min over)"
+        ),
+    )
+    return True
+
+
+@transaction.atomic
+def fulfillment_expire(*, fulfillment_id: int, actor: Actor, now: datetime | None = None) -> bool:
+    """An uncollected pickup past its expiry: the fulfilment expires, its units are cancelled
+    and their stock released, and their money voided (or refunded, if it was captured).
+    Returns whether it acted (False if collected, already expired or not yet due)."""
+    now = now or timezone.now()
+    order, fulfillment = _lock_order_and_fulfillment(fulfillment_id)
+    if (
+        fulfillment.status != FulfillmentStatus.READY_FOR_PICKUP
+        or fulfillment.pickup_expires_at is None
+        or fulfillment.pickup_expires_at > now
+    ):
+        return False
+    lines = _locked_lines(order)
+    by_id = {line.pk: line for line in lines}
+    reference = f"order:{order.number}"
+    cancelled, value = [], Decimal(0)
+    for fl in fulfillment.lines.select_for_update().order_by("pk"):
+        units = fl.quantity_open
+        if not units:
+            continue
+        line = by_id[fl.line_id]
+        allocation = Allocation.objects.select_for_update().get(line=line, location=fulfillment.location)
+        stock_release(lines=[StockLine(fulfillment.location_id, line.item_id, units)], actor=actor, reference=reference)
+        allocation.quantity -= units
+        if allocation.quantity:
+            allocation.save(update_fields=["quantity"])
+        else:
+            allocation.delete()
+        line.quantity_allocated -= units
+        line.quantity_cancelled += units
+        value += line.value_of(units)
+        cancelled.append(
+            {
+                "line_id": line.pk,
+                "sku": line.sku,
+                "quantity": units,
+                "released": [{"location": fulfillment.location.code, "quantity": units}],
+            }
+        )
+    OrderLine.objects.bulk_update(lines, ["quantity_cancelled", "quantity_allocated"])
+    fulfillment.expire()
+    fulfillment.save(update_fields=["status", "updated_at"])
+    derived = _status_after_change(order, lines)
+    full = derived == OrderStatus.CANCELLED
+    if full or derived == OrderStatus.SHIPPED:
+        value += order.shipping_total if full else Decimal(0)
+        order.cancel(derived)
+        OrderHold.objects.filter(order=order, released_at__isnull=True).update(
+            released_at=now, released_by=actor.label, release_note="order cancelled"
+        )
+    elif order.status != OrderStatus.ON_HOLD:
+        order.recompute(derived)
+    order.save(update_fields=["status", "updated_at"])
+    money = _give_back(order, value)
+    refund = {
+        "amount": str(value),
+        "voided": str(money.voided),
+        "refunded": str(money.refunded),
+        "payments": money.per_payment,
+    }
+    days = (fulfillment.pickup_expires_at - fulfillment.ready_at).days if fulfillment.ready_at else None
+    reason = "not collected" + (f" within {days} day(s)" if days is not None else "") + " of being ready for pickup"
+    events.fulfillment_expired(order, actor, fulfillment=fulfillment, reason=reason, lines=cancelled, refund=refund)
+    events.order_cancelled(order, actor, reason=reason, lines=cancelled, full=full, refund=refund)
+    return True
+
+
+def _sweep(ids: Sequence[int], act: Callable[[int], bool], what: str) -> int:
+    """Run `act` for each fulfilment; one failure (a lost race, a deadlock) does not stop the
+    rest, and the next beat tries it again."""
+    done = 0
+    for fulfillment_id in ids:
+        try:
+            done += bool(act(fulfillment_id))
+        except Exception:
+            log.exception("%s failed for fulfilment %s", what, fulfillment_id)
+    return done
+
+
+def sla_escalate_unaccepted(*, now: datetime | None = None, mode: str | None = None) -> int:
+    now = now or timezone.now()
+    mode = mode or settings.FULFILLMENT_ACCEPT_ESCALATION
+    candidates = Fulfillment.objects.filter(
+        status__in=AWAITING_ACCEPTANCE,
+        created_at__lte=now - timedelta(minutes=settings.FULFILLMENT_ACCEPT_MINUTES),
+    )
+    if mode != "reroute":
+        candidates = candidates.filter(accept_escalated_at__isnull=True)
+    actor = Actor.for_task("orders.escalate_unaccepted")
+    ids = list(candidates.order_by("pk").values_list("pk", flat=True)[:SWEEP_BATCH])
+    return _sweep(
+        ids,
+        lambda pk: fulfillment_escalate_unaccepted(fulfillment_id=pk, actor=actor, now=now, mode=mode),
+        "escalation",
+    )
+
+
+def sla_flag_late(*, now: datetime | None = None) -> int:
+    now = now or timezone.now()
+    actor = Actor.for_task("orders.flag_late_fulfillments")
+    ids = list(
+        Fulfillment.objects.overdue(now)
+        .filter(late_at__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    return _sweep(ids, lambda pk: fulfillment_flag_late(fulfillment_id=pk, actor=actor, now=now), "late flag")
+
+
+def pickups_expire_due(*, now: datetime | None = None) -> int:
+    now = now or timezone.now()
+    actor = Actor.for_task("orders.expire_pickups")
+    ids = list(
+        Fulfillment.objects.filter(status=FulfillmentStatus.READY_FOR_PICKUP, pickup_expires_at__lte=now)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    return _sweep(ids, lambda pk: fulfillment_expire(fulfillment_id=pk, actor=actor, now=now), "pickup expiry")

@@ -9,6 +9,9 @@ retries itself, and after OUTBOX_MAX_ATTEMPTS it is dead-lettered as an outbox m
 (visible, and retryable with "Retry now" in the admin).
 
 `poll_tracking` (beat) asks carriers where the parcels in transit are.
+
+`send_customer_notification` sends a customer email (ready for pickup, shipped, delivered);
+the SLA beat tasks escalate unaccepted work, flag late work and expire uncollected pickups.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from smtplib import SMTPException
 
 from celery import shared_task
 from django.conf import settings
@@ -31,6 +35,7 @@ from oms.webhooks import sign
 from . import services
 from .carriers.services import tracking_poll
 from .models import Fulfillment
+from .notifications import notification_send
 
 log = logging.getLogger(__name__)
 
@@ -105,3 +110,48 @@ def poll_tracking() -> dict:
         "changed": summary.changed,
         "failed": summary.failed,
     }
+
+
+@shared_task(bind=True, name="orders.send_customer_notification", ignore_result=True, max_retries=None)
+def send_customer_notification(self, notification_id: int) -> None:
+    """A customer email, started from the outbox after the change commits. Sent at most once
+    (see `notification_send`). A mail server failure retries like a partner request: the
+    outbox message in-process, the task itself on a worker, dead-lettered after
+    OUTBOX_MAX_ATTEMPTS."""
+    try:
+        notification_send(notification_id=notification_id)
+    except (SMTPException, OSError) as exc:  # OSError: refused connection, timeout, DNS
+        if self.request.is_eager:
+            raise
+        attempt = self.request.retries + 1
+        error = f"{exc.__class__.__name__}: {exc}"[:2000]
+        if attempt >= settings.OUTBOX_MAX_ATTEMPTS:
+            OutboxMessage.objects.create(
+                kind=OutboxMessage.Kind.TASK,
+                topic="orders.send_customer_notification",
+                payload={"notification_id": notification_id},
+                status=OutboxStatus.DEAD,
+                attempts=attempt,
+                last_error=error,
+            )
+            log.error("customer notification %s dead-lettered after %s attempts: %s", notification_id, attempt, error)
+            return
+        raise self.retry(countdown=backoff(attempt).total_seconds()) from None
+
+
+# --- SLA beat tasks (CELERY_BEAT_SCHEDULE) -----------------------------------------------------
+
+
+@shared_task(name="orders.escalate_unaccepted", ignore_result=True)
+def escalate_unaccepted() -> int:
+    return services.sla_escalate_unaccepted()
+
+
+@shared_task(name="orders.flag_late_fulfillments", ignore_result=True)
+def flag_late_fulfillments() -> int:
+    return services.sla_flag_late()
+
+
+@shared_task(name="orders.expire_pickups", ignore_result=True)
+def expire_pickups() -> int:
+    return services.pickups_expire_due()

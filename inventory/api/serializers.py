@@ -36,6 +36,8 @@ class LocationSerializer(serializers.ModelSerializer):
             "fulfillment_cost",
             "timezone",
             "cutoff_time",
+            "opening_time",
+            "processing_hours",
             "accepts_returns",
         ]
 
@@ -50,6 +52,13 @@ class LocationSerializer(serializers.ModelSerializer):
         if value not in zoneinfo.available_timezones():
             raise serializers.ValidationError("Unknown time zone.")
         return value
+
+    def validate(self, attrs):
+        opening = attrs.get("opening_time", getattr(self.instance, "opening_time", None))
+        cutoff = attrs.get("cutoff_time", getattr(self.instance, "cutoff_time", None))
+        if opening and cutoff and opening >= cutoff:
+            raise serializers.ValidationError({"cutoff_time": "The cut-off must be later than the opening time."})
+        return attrs
 
 
 class ItemSerializer(serializers.ModelSerializer):

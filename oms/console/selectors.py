@@ -12,7 +12,7 @@ is then filtered by the order ids and customer ids they found:
 * phone: the last ten digits, whatever the punctuation: `phone_digits` ends with them (trigram GIN);
 * name: "contains", case-insensitive (trigram GIN on UPPER(name)).
 
-The trigram indexes exist on PostgreSQL only (`orders/migrations/0007_console_search_indexes`);
+The trigram indexes exist on PostgreSQL only (`orders/migrations/0008_console_search_indexes`);
 SQLite answers the same queries by scanning. Result counts stop at COUNT_CAP ("250+") so a
 broad filter never counts a million rows.
 """

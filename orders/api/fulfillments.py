@@ -1,8 +1,11 @@
-"""Fulfilment API for locations, stores and partners: accept, reject, ship (with the sender's
-own tracking number, or a label the OMS buys from a configured carrier), pickup, delivery."""
+"""Fulfilment API for locations, stores and partners: accept, reject, start picking, pack, ship
+(with the sender's own tracking number, or a label the OMS buys from a configured carrier),
+ready for pickup, picked up (checking the pickup code), deliver. Each action is one service
+call; a location-bound key sees and acts on its own location's fulfilments only."""
 
 from __future__ import annotations
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers
 from rest_framework.response import Response
@@ -25,6 +28,7 @@ class FulfillmentSerializer(serializers.ModelSerializer):
     order = serializers.CharField(source="order.number")
     location = serializers.CharField(source="location.code")
     lines = serializers.SerializerMethodField()
+    late = serializers.SerializerMethodField()
     shipments = ShipmentSerializer(many=True, read_only=True)
 
     class Meta:
@@ -36,11 +40,19 @@ class FulfillmentSerializer(serializers.ModelSerializer):
             "status",
             "routing_attempt",
             "rejection_reason",
+            "due_at",
+            "late",
+            "ready_at",
+            "pickup_expires_at",
             "lines",
             "shipments",
             "created_at",
             "updated_at",
         ]
+
+    def get_late(self, f) -> bool:
+        """Flagged late by the SLA check, or past its due time and not yet picked."""
+        return f.is_late(timezone.now())
 
     def get_lines(self, f) -> list[dict]:
         return [
@@ -208,7 +220,32 @@ def _simple_action(service_name: str):
     return Action
 
 
+class PickedUpSerializer(serializers.Serializer):
+    pickup_code = serializers.CharField(
+        max_length=20,
+        required=False,
+        help_text="The code the customer shows. Given: the OMS checks it (a wrong one is a 400 and "
+        "changes nothing). Left out: the caller vouches that it checked the customer itself.",
+    )
+
+
+class FulfillmentPickedUp(APIView):
+    required_scopes = SCOPES
+
+    @extend_schema(request=PickedUpSerializer, responses=FulfillmentSerializer)
+    @idempotent
+    def post(self, request, pk: int):
+        get_fulfillment(request, pk)
+        ser = PickedUpSerializer(data=request.data or {})
+        ser.is_valid(raise_exception=True)
+        services.fulfillment_picked_up(
+            fulfillment_id=pk, actor=Actor.from_request(request), pickup_code=ser.validated_data.get("pickup_code")
+        )
+        return Response(FulfillmentSerializer(get_fulfillment(request, pk)).data)
+
+
 FulfillmentAccept = _simple_action("fulfillment_accept")
+FulfillmentStartPicking = _simple_action("fulfillment_start_picking")
+FulfillmentPack = _simple_action("fulfillment_pack")
 FulfillmentReadyForPickup = _simple_action("fulfillment_ready_for_pickup")
-FulfillmentPickedUp = _simple_action("fulfillment_picked_up")
 FulfillmentDeliver = _simple_action("fulfillment_deliver")

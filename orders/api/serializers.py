@@ -254,6 +254,9 @@ class OrderSerializer(OrderListSerializer):
                 "routing_attempt": f.routing_attempt,
                 "transfer_to": f.transfer_to.code if f.transfer_to else None,
                 "rejection_reason": f.rejection_reason,
+                "due_at": f.due_at,
+                "late_at": f.late_at,
+                "pickup_expires_at": f.pickup_expires_at,
                 "lines": [
                     {
                         "line_id": fl.line_id,

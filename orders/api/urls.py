@@ -12,6 +12,12 @@ urlpatterns = [
     path("fulfillments/", fulfillments.FulfillmentList.as_view(), name="fulfillment-list"),
     path("fulfillments/<int:pk>/accept/", fulfillments.FulfillmentAccept.as_view(), name="fulfillment-accept"),
     path("fulfillments/<int:pk>/reject/", fulfillments.FulfillmentReject.as_view(), name="fulfillment-reject"),
+    path(
+        "fulfillments/<int:pk>/start-picking/",
+        fulfillments.FulfillmentStartPicking.as_view(),
+        name="fulfillment-start-picking",
+    ),
+    path("fulfillments/<int:pk>/pack/", fulfillments.FulfillmentPack.as_view(), name="fulfillment-pack"),
     path("fulfillments/<int:pk>/ship/", fulfillments.FulfillmentShip.as_view(), name="fulfillment-ship"),
     path(
         "fulfillments/<int:pk>/ready-for-pickup/",

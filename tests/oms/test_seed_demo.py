@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 from inventory.models import Channel, IncomingSupply, Item, Location, Stock, StockMovement
 from inventory.selectors import ledger_mismatches
 from oms.models import ApiKey
-from oms.roles import CSR, GROUP_NAMES, MERCHANT, SUPERVISOR, ensure_groups
+from oms.roles import CSR, GROUP_NAMES, MERCHANT, STORE_ASSOCIATE, SUPERVISOR, ensure_groups
 from orders.models import Carrier
 
 KEY_RE = re.compile(r"Api-Key (oms_[0-9a-f]{8}_[\w-]+)")
@@ -81,6 +81,7 @@ def test_ensure_groups_is_idempotent_with_expected_permissions(db):
         "orderevent",
         "customer",
         "holdrule",
+        "fulfillment",
         "shipment",
         "trackingevent",
     ]
@@ -127,8 +128,10 @@ def test_ensure_groups_is_idempotent_with_expected_permissions(db):
         for app, model in (m.split(".") for m in managed)
         for action in ("add", "change", "view")
     }
+    expected |= {f"orders.{action}_storeassociate" for action in ("add", "change", "delete", "view")}
     assert perms(MERCHANT) == expected
     assert "inventory.delete_location" not in perms(MERCHANT)
+    assert perms(STORE_ASSOCIATE) == {"orders.work_store_queue"}
 
 
 def test_seed_demo_builds_the_network_and_a_second_run_changes_nothing_but_the_key(db):
@@ -179,13 +182,31 @@ def test_seed_demo_builds_the_network_and_a_second_run_changes_nothing_but_the_k
         assert user.is_staff and not user.is_superuser and user.check_password(username)
         assert list(user.groups.values_list("name", flat=True)) == [group]
 
+    associate = User.objects.get(username="store")
+    assert not associate.is_staff and associate.check_password("store")
+    assert list(associate.groups.values_list("name", flat=True)) == [STORE_ASSOCIATE]
+    assert sorted(associate.store_memberships.values_list("location__code", flat=True)) == [
+        "STORE-CHI-01",
+        "STORE-CHI-02",
+    ]
+    assert Location.objects.get(code="STORE-CHI-02").processing_hours == 2
+
     sandbox = Carrier.objects.get(code="SANDBOX")
     assert (sandbox.adapter, sandbox.base_url, sandbox.services) == (
         "sandbox",
         "http://127.0.0.1:8070",
         ["ground", "express"],
     )
-    for needle in ("/admin/", "/api/docs/", "/api/v1/", "/healthz", "supervisor / supervisor", "run_sandbox_carrier"):
+    for needle in (
+        "/admin/",
+        "/api/docs/",
+        "/api/v1/",
+        "/healthz",
+        "supervisor / supervisor",
+        "run_sandbox_carrier",
+        "/store/",
+        "store / store",
+    ):
         assert needle in text
     resp = availability(raw_key, sku)
     assert resp.status_code == 200, resp.content

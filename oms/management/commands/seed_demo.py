@@ -33,9 +33,9 @@ from inventory.models import (
 from inventory.services import SupplyLine, stock_snapshot, supply_upsert
 from oms.actor import Actor
 from oms.models import ApiKey
-from oms.roles import CSR, MERCHANT, SUPERVISOR, ensure_groups
+from oms.roles import CSR, MERCHANT, STORE_ASSOCIATE, SUPERVISOR, ensure_groups
 from oms.services import api_key_create, api_key_revoke
-from orders.models import Carrier
+from orders.models import Carrier, StoreAssociate
 
 DEMO_KEY_NAME = "demo"
 # The built-in sandbox carrier, as `python3 dev.py run` starts it (demo credentials only).
@@ -258,7 +258,11 @@ DEMO_USERS = [
     ("csr", "CSR: read-only console", CSR, False),
     ("supervisor", "Supervisor: CSR + adjust stock", SUPERVISOR, False),
     ("merchant", "Merchant: configure network, catalogue, API keys", MERCHANT, False),
+    ("store", "Store associate: the store app for STORE-CHI-02 and STORE-CHI-01", STORE_ASSOCIATE, False),
 ]
+# Store associates work these stores' queues in the store app (/store/).
+DEMO_STORE_MEMBERSHIPS = {"store": ("STORE-CHI-02", "STORE-CHI-01")}
+BACK_OFFICE_GROUPS = {CSR, SUPERVISOR, MERCHANT}
 
 
 class Command(BaseCommand):
@@ -276,6 +280,7 @@ class Command(BaseCommand):
             groups = ensure_groups()
             self.seed_users(groups)
             locations = self.seed_locations()
+            self.seed_store_associates()
             items = self.seed_items()
             self.seed_channels(locations)
             self.seed_stock(locations, items)
@@ -297,10 +302,20 @@ class Command(BaseCommand):
                 if superuser:
                     user = User.objects.create_superuser(username, email, username)
                 else:
-                    user = User.objects.create_user(username, email, username, is_staff=True)
+                    # Store associates use the store app, not the admin.
+                    user = User.objects.create_user(username, email, username, is_staff=group in BACK_OFFICE_GROUPS)
             if group:
                 user.groups.add(groups[group])
         self.created["users"] = made
+
+    def seed_store_associates(self) -> None:
+        User = get_user_model()
+        made = 0
+        for username, codes in DEMO_STORE_MEMBERSHIPS.items():
+            user = User.objects.get(username=username)
+            for location in Location.objects.filter(code__in=codes):
+                made += StoreAssociate.objects.get_or_create(user=user, location=location)[1]
+        self.created["store associates"] = made
 
     def seed_locations(self) -> dict[str, Location]:
         def place(code, name, street, city, region, postal, lat, lng, tz, **extra) -> Location:
@@ -313,7 +328,8 @@ class Command(BaseCommand):
         rows = [
             place(*row[:9], type=LocationType.WAREHOUSE, capabilities=[SHIP], priority=row[9],
                   daily_capacity=row[10], fulfillment_cost=Decimal(row[11]),
-                  cutoff_time=row[12], accepts_returns=True)
+                  cutoff_time=row[12], opening_time=time(6, 0), processing_hours=6,
+                  accepts_returns=True)
             for row in DCS
         ]  # fmt: skip
         rng = random.Random("seed_demo:stores")
@@ -322,13 +338,14 @@ class Command(BaseCommand):
                   capabilities=[SHIP, PICKUP, CURBSIDE] + ([SAME_DAY] if row[9] else []),
                   priority=50, daily_capacity=rng.choice((40, 60, 80, 120)),
                   fulfillment_cost=Decimal(rng.choice(("6.50", "7.25", "7.95", "8.50"))),
-                  cutoff_time=time(14, 0), accepts_returns=True)
+                  cutoff_time=time(14, 0), opening_time=time(10, 0), processing_hours=2,
+                  accepts_returns=True)
             for row in STORES
         ]  # fmt: skip
         rows += [
             place(*row[:9], type=LocationType.DROPSHIP, capabilities=[SHIP], priority=80,
                   daily_capacity=800, fulfillment_cost=Decimal("9.00"), cutoff_time=time(12, 0),
-                  accepts_returns=False)
+                  opening_time=time(8, 0), processing_hours=48, accepts_returns=False)
             for row in VENDORS
         ]  # fmt: skip
         existing = set(Location.objects.filter(code__in=[r.code for r in rows]).values_list("code", flat=True))
@@ -481,6 +498,7 @@ class Command(BaseCommand):
         out.write("")
         out.write("URLs (after `python manage.py runserver`):")
         out.write(f"  Admin / back office  {BASE_URL}/admin/")
+        out.write(f"  Store app            {BASE_URL}/store/   (log in as store / store)")
         out.write(f"  API docs (Swagger)   {BASE_URL}/api/docs/")
         out.write(f"  REST API             {BASE_URL}/api/v1/")
         out.write(f"  Health check         {BASE_URL}/healthz")

@@ -56,7 +56,7 @@ class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
 
     dependencies = [
-        ("orders", "0006_carriers_tracking"),
+        ("orders", "0007_store_fulfilment_sla"),
     ]
 
     operations = [

@@ -43,6 +43,7 @@ class SearchForm(forms.Form):
     )
     on_hold = forms.BooleanField(required=False, label="On hold")
     backordered = forms.BooleanField(required=False, label="Backordered")
+    late = forms.BooleanField(required=False, label="Late")
     sort = forms.ChoiceField(choices=list(SORT_LABELS.items()), required=False)
     page = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
@@ -64,6 +65,7 @@ class SearchForm(forms.Form):
             location=d.get("location"),
             on_hold=bool(d.get("on_hold")),
             backordered=bool(d.get("backordered")),
+            late=bool(d.get("late")),
             sort=d.get("sort") or "newest",
             page=d.get("page") or 1,
         )

@@ -91,6 +91,7 @@ class SearchParams:
     location: Location | None = None
     on_hold: bool = False
     backordered: bool = False
+    late: bool = False
     sort: str = "newest"
     page: int = 1
 
@@ -105,6 +106,7 @@ class SearchParams:
             or self.location
             or self.on_hold
             or self.backordered
+            or self.late
         )
 
 
@@ -254,6 +256,9 @@ def search_queryset(params: SearchParams) -> tuple[QuerySet[Order], dict]:
         qs = qs.filter(created_at__lt=_day_start(params.created_to + timedelta(days=1)))
     if params.location is not None:
         qs = qs.filter(Exists(Fulfillment.objects.filter(order_id=OuterRef("pk"), location=params.location)))
+    if params.late:
+        # Overdue now: not yet picked and past the due time (the (status, due_at) index).
+        qs = qs.filter(pk__in=Fulfillment.objects.overdue(timezone.now()).values("order_id"))
     return qs.order_by(*SORTS.get(params.sort, SORTS["newest"])), info
 
 
@@ -267,7 +272,7 @@ def order_search(params: SearchParams, *, page_size: int | None = None) -> Searc
     # sort, PostgreSQL may join every match (a million, unfiltered) to find the top 25.
     ids = list(qs.values_list("pk", flat=True)[start : start + page_size + 1])
     fulfillments = Fulfillment.objects.select_related("location").only(
-        "id", "order_id", "status", "location__code", "location__name"
+        "id", "order_id", "status", "due_at", "late_at", "location__code", "location__name"
     )
     by_id = (
         {
@@ -280,6 +285,9 @@ def order_search(params: SearchParams, *, page_size: int | None = None) -> Searc
         else {}
     )
     rows = [by_id[pk] for pk in ids]
+    now = timezone.now()
+    for order in rows:
+        order.late = any(f.is_late(now) for f in order.fulfillments.all())
     has_next = len(rows) > page_size and start + page_size < MAX_RESULTS
     rows = rows[:page_size]
     if not rows and page == 1:
@@ -428,12 +436,14 @@ def order_page(number: str) -> OrderPage | None:
             topic="orders.send_fulfillment", payload__fulfillment_id__in=waiting
         ).order_by("id"):
             partner_messages[msg.payload["fulfillment_id"]] = msg  # the latest one per fulfilment
+    now = timezone.now()
     for f in fulfillments:
         flines = list(f.lines.all())
         f.open_units = sum(fl.quantity_open for fl in flines)
         f.reroutable = f.status in REJECTABLE and f.open_units > 0
         f.resendable = f.pk in waiting
         f.partner_message = partner_messages.get(f.pk)
+        f.late = f.is_late(now)
     decisions = list(order.routing_decisions.all())
     codes = set()
     for decision in decisions:
@@ -518,6 +528,7 @@ def queue_counts() -> dict[str, int]:
         "dead_letters": capped(OutboxMessage.objects.filter(status=OutboxStatus.DEAD)),
         "rejected": capped(rejected_fulfillments_qs()),
         "backorders": capped(Order.objects.filter(status__in=BACKORDER_STATES)),
+        "late": capped(Fulfillment.objects.overdue(timezone.now())),
         "pickups": capped(Fulfillment.objects.filter(status=FulfillmentStatus.READY_FOR_PICKUP)),
         "appeasements": capped(Appeasement.objects.filter(status=AppeasementStatus.PENDING_APPROVAL)),
     }
@@ -612,14 +623,28 @@ def backorders(page: int) -> Page:
 
 
 def uncollected_pickups(page: int) -> Page:
-    """Pickups waiting at the store, longest wait first (ready since its last status change)."""
+    """Pickups waiting at the store, the soonest to expire first."""
     qs = (
         Fulfillment.objects.filter(status=FulfillmentStatus.READY_FOR_PICKUP)
         .select_related("order__customer", "order__channel", "location")
         .annotate(units=Sum("lines__quantity"))
-        .order_by("updated_at", "id")
+        .order_by("pickup_expires_at", "id")
     )
     return _paged(qs, page)
+
+
+def late_fulfillments(page: int) -> Page:
+    """Fulfilments past their due time and not yet picked, most overdue first."""
+    qs = (
+        Fulfillment.objects.overdue(timezone.now())
+        .select_related("order__customer", "order__channel", "location")
+        .annotate(units=Sum("lines__quantity"))
+        .order_by("due_at", "id")
+    )
+    result = _paged(qs, page)
+    for f in result.rows:
+        f.reroutable = f.status in REJECTABLE
+    return result
 
 
 # --- Inventory lookup ------------------------------------------------------------------------

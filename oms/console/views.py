@@ -51,6 +51,7 @@ QUEUES = {
     "sourcing": "Unsourceable",
     "dead-letters": "Dead-lettered messages",
     "rejected": "Rejected fulfilments",
+    "late": "Late fulfilments",
     "backorders": "Backorders",
     "pickups": "Uncollected pickups",
     "appeasements": "Appeasements to approve",
@@ -642,6 +643,8 @@ def queue(request, name: str):
         page = selectors.backorders(page_number)
     elif name == "appeasements":
         page = selectors.pending_appeasements(page_number)
+    elif name == "late":
+        page = selectors.late_fulfillments(page_number)
     else:
         page = selectors.uncollected_pickups(page_number)
     return render(

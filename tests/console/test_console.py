@@ -529,6 +529,10 @@ def test_uncollected_pickups_queue(csr, place, network):
     services.fulfillment_ready_for_pickup(fulfillment_id=fulfillment.pk, actor=actor)
     page = text(csr.get("/console/queues/pickups/"))
     assert order.number in page and "STORE1" in page
+    fulfillment.refresh_from_db()
+    assert fulfillment.pickup_expires_at.strftime("%Y-%m-%d %H:%M") in page  # kept until
+    detail = text(csr.get(f"/console/orders/{order.number}/"))
+    assert f'pickup code <span class="tracking">{fulfillment.pickup_code}</span>' in detail
 
 
 def test_inventory_lookup_across_locations_channels_and_nearby_stores(csr, two_dcs, network):
@@ -738,3 +742,23 @@ def test_appeasement_waiting_for_approval_is_approved_by_a_supervisor(login, shi
     appeasement.refresh_from_db()
     assert (appeasement.status, appeasement.decided_by) == ("issued", "supervisor")
     assert appeasement.credit_reference
+
+
+def test_late_fulfilments_filter_queue_and_order_page(csr, place):
+    on_time = place(external_id="OK")
+    late = place(external_id="LATE")
+    fulfillment = late.fulfillments.get()
+    assert fulfillment.due_at is not None  # the SLA due time is set when routing releases it
+    Fulfillment.objects.filter(pk=fulfillment.pk).update(due_at=timezone.now() - timedelta(hours=3))
+    Fulfillment.objects.filter(order=on_time).update(due_at=timezone.now() + timedelta(hours=3))
+    r = csr.get("/console/", {"late": "on"})
+    assert numbers(r) == [late.number]
+    assert 'class="badge bad">Late' in text(csr.get("/console/", {"channel": "web"}))
+    assert csr.get("/console/queues/").context["counts"]["late"] == 1
+    queue = text(csr.get("/console/queues/late/"))
+    assert late.number in queue and on_time.number not in queue and "Re-route…" in queue
+    page = text(csr.get(f"/console/orders/{late.number}/"))
+    assert "due " in page and 'class="badge bad">Late' in page
+    services.fulfillment_accept(fulfillment_id=fulfillment.pk, actor=services.Actor.system("t"))
+    Fulfillment.objects.filter(pk=fulfillment.pk).update(status=FulfillmentStatus.PACKED)
+    assert numbers(csr.get("/console/", {"late": "on"})) == []  # packed: the SLA clock stopped

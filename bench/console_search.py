@@ -291,11 +291,15 @@ def seed(n_orders: int) -> None:
             "fulfilments",
             """
             INSERT INTO orders_fulfillment (order_id, location_id, status, routing_attempt, rejection_reason,
-                created_at, updated_at)
+                pickup_code, due_at, created_at, updated_at)
             SELECT o.id, (%(locs)s::bigint[])[(1 + o.id %% cardinality(%(locs)s::bigint[]))::int],
                    CASE o.status WHEN 'completed' THEN 'delivered' WHEN 'shipped' THEN 'shipped'
                                  WHEN 'partially_shipped' THEN 'accepted' ELSE 'created' END,
-                   1, '', o.created_at + interval '5 minutes', o.created_at + interval '1 day'
+                   1, '', '',
+                   -- open work is due within the next two days; one in eight is already late
+                   CASE WHEN o.status IN ('completed', 'shipped') THEN o.created_at + interval '1 day'
+                        ELSE %(now)s + make_interval(hours => ((o.id * 7919) %% 48 - 6)::int) END,
+                   o.created_at + interval '5 minutes', o.created_at + interval '1 day'
             FROM orders_order o
             WHERE o.status IN ('allocated', 'partially_allocated', 'partially_shipped', 'shipped', 'completed')
             """,
@@ -504,6 +508,7 @@ def main() -> None:
         "filter: channel": [SearchParams(channel=rng.choice(channels)) for _ in orders],
         "filter: status on hold": [SearchParams(on_hold=True) for _ in orders],
         "filter: backordered, oldest first": [SearchParams(backordered=True, sort="oldest") for _ in orders],
+        "filter: late": [SearchParams(late=True) for _ in orders],
         "filter: one week": [
             SearchParams(created_from=o.created_at.date(), created_to=o.created_at.date() + timedelta(days=6))
             for o in orders

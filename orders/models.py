@@ -126,9 +126,8 @@ class Order(FSMModelMixin, models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"]),
             models.Index(fields=["channel", "created_at"]),
-            # console search: a channel order id without its channel; "highest total first"
+            # console search: a channel order id without its channel
             models.Index(fields=["external_id"], name="order_external_id_idx"),
-            models.Index(fields=["grand_total", "id"], name="order_grand_total_idx"),
         ]
 
     def __str__(self) -> str:

@@ -64,17 +64,16 @@ BACKORDER_STATES = (OrderStatus.BACKORDERED, OrderStatus.PARTIALLY_ALLOCATED)
 NUMBER_RE = re.compile(r"^([A-Z0-9]{2})-?([A-Z0-9]{7})$")
 PHONE_RE = re.compile(r"^[\d\s+().\-/]+$")
 
+# Sorts an index serves together with every filter ((status|channel, created_at), created_at).
+# Sorting by total was tried and dropped: with a selective filter PostgreSQL walks a total index
+# row by row (0.4 s at a million orders), and an index per filter is too much write cost for it.
 SORTS = {
     "newest": ("-created_at", "-id"),
     "oldest": ("created_at", "id"),
-    "total_desc": ("-grand_total", "-id"),
-    "total_asc": ("grand_total", "id"),
 }
 SORT_LABELS = {
     "newest": "Newest first",
     "oldest": "Oldest first",
-    "total_desc": "Highest total",
-    "total_asc": "Lowest total",
 }
 
 

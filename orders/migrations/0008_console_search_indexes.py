@@ -2,8 +2,6 @@
 
 * `external_id` alone: a CSR searches a channel's order id without knowing the channel (the
   unique (channel, external_id) index cannot serve that).
-* `(grand_total, id)`: "highest total first" reads the top of an index instead of sorting a
-  million orders.
 * fulfilments with a rejection reason (partial index, a few rows): the rejected-fulfilments queue.
 * PostgreSQL only, trigram GIN indexes (pg_trgm) for "contains" searches on customers: the
   name (as UPPER(name), which is what a case-insensitive `icontains` compares), the email, and
@@ -63,10 +61,6 @@ class Migration(migrations.Migration):
         AddIndexConcurrentlyOnPostgres(
             model_name="order",
             index=models.Index(fields=["external_id"], name="order_external_id_idx"),
-        ),
-        AddIndexConcurrentlyOnPostgres(
-            model_name="order",
-            index=models.Index(fields=["grand_total", "id"], name="order_grand_total_idx"),
         ),
         AddIndexConcurrentlyOnPostgres(
             model_name="fulfillment",

@@ -218,8 +218,6 @@ def test_search_filters_and_sorting(csr, place, network, run_on_commit):
     assert set(search(location="DC1")) >= {cheap.number, dear.number, held.number}
     assert set(search(location="DC2")) == {backordered.number}
     assert search(location="STORE1") == []
-    assert search(channel="web", sort="total_desc")[0] == backordered.number
-    assert search(channel="web", sort="total_asc")[0] == cheap.number
     assert search(channel="web", sort="oldest")[0] == cheap.number
     assert search(channel="web")[-1] == cheap.number  # newest first by default
     r = csr.get("/console/", {"created_from": "2026-02-02", "created_to": "2026-01-01"})

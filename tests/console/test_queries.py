@@ -71,7 +71,7 @@ def test_search_page_queries_do_not_grow_with_the_results(
     small = {
         "name": count_queries(csr, "/console/?q=lovelace"),
         "phone": count_queries(csr, "/console/?q=212-555-0147"),
-        "filters": count_queries(csr, "/console/?channel=web&sort=total_desc"),
+        "filters": count_queries(csr, "/console/?channel=web&sort=oldest"),
     }
     for i in range(6, 30):
         capture(api, order_body, 1, external_id=f"S-{i}")
@@ -80,7 +80,7 @@ def test_search_page_queries_do_not_grow_with_the_results(
     big = {
         "name": count_queries(csr, "/console/?q=lovelace"),
         "phone": count_queries(csr, "/console/?q=212-555-0147"),
-        "filters": count_queries(csr, "/console/?channel=web&sort=total_desc"),
+        "filters": count_queries(csr, "/console/?channel=web&sort=oldest"),
     }
     assert big == small, (small, big)
     with django_assert_max_num_queries(SEARCH_MAX_QUERIES):

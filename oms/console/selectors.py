@@ -59,7 +59,7 @@ PAGE_SIZE = 25
 # search instead. Pages go on to MAX_RESULTS.
 COUNT_CAP = 250
 MAX_RESULTS = 1000
-CUSTOMER_CAP = 2000  # customers a fuzzy term may match before the CSR is asked to narrow it
+CUSTOMER_CAP = 500  # customers a "contains" term may match before the CSR is asked to narrow it
 BACKORDER_STATES = (OrderStatus.BACKORDERED, OrderStatus.PARTIALLY_ALLOCATED)
 NUMBER_RE = re.compile(r"^([A-Z0-9]{2})-?([A-Z0-9]{7})$")
 PHONE_RE = re.compile(r"^[\d\s+().\-/]+$")

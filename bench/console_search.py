@@ -5,7 +5,7 @@
 
 Creates the database if it is missing and migrates it (so the console's indexes are the
 migration's). If it holds fewer orders than asked, it loads, with INSERT … SELECT over
-generate_series (no ORM saves): 40 % as many customers as orders (names from 200 first × 400
+generate_series (no ORM saves): 40 % as many customers as orders (names from 200 first × 1,001
 last names, emails, phones in three formats), the orders over two years in five channels and
 nine statuses, 1–2 lines each, a fulfilment at one of 50 locations for routed orders, a
 shipment with a tracking number for shipped ones, a payment, holds, and 1–3 timeline entries.

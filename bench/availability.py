@@ -47,8 +47,10 @@ from _common import (  # noqa: E402
 )
 
 SKUS_PER_CALL = 20
-HOST, PORT = "127.0.0.1", 8123
-DEFAULT_CONFIGS = "sync:4,sync:3,sync:2,gthread:2x4,gthread:4x2"
+HOST, PORT = "127.0.0.1", 8141
+DEFAULT_CONFIGS = "sync:4,sync:3,gthread:2x4,gthread:4x2"
+REDIS: str = ""
+TTL: float | None = None
 
 
 def sku_sets(n: int, seed: int) -> list[list[str]]:
@@ -91,8 +93,54 @@ def bench_in_process(n_selector: int, n_client: int, warmup: int) -> dict[str, d
     cpu = (time.process_time() - cpu0) * 1000 / len(samples)
     assert len(out["items"]) == SKUS_PER_CALL
     results["selector"] = summary_ms(samples)
-    print(fmt_summary("in-process selector channel_availability", results["selector"]))
+    print(fmt_summary("exact selector channel_availability", results["selector"]))
     print(f"{'':44} Python CPU {cpu:.1f} ms per call (the rest is PostgreSQL and waiting)")
+
+    # The ATP cache (GET /availability/ answers from it): default TTL from a cold cache, so the
+    # figure includes the misses a single caller causes; then every SKU cached (the hit path).
+    from django.conf import settings
+
+    from inventory import atp_cache
+    from inventory import selectors as sel
+
+    misses = [0]
+    exact = sel._channel_summaries
+
+    def counting(channel, item_ids):
+        misses[0] += len(item_ids)
+        return exact(channel, item_ids)
+
+    sel._channel_summaries = counting
+    atp_cache.reset()
+    sets = sku_sets(n_selector, seed=5)
+    samples = []
+    cpu0 = time.process_time()
+    for skus in sets:
+        t0 = time.perf_counter()
+        sel.cached_channel_availability(channel=channel, skus=skus)
+        samples.append(time.perf_counter() - t0)
+    cpu = (time.process_time() - cpu0) * 1000 / len(samples)
+    results["cached_cold"] = summary_ms(samples)
+    label = f"cached selector, TTL {settings.ATP_CACHE_SECONDS:g} s, cold"
+    print(fmt_summary(label, results["cached_cold"]))
+    print(f"{'':44} Python CPU {cpu:.2f} ms per call; {misses[0] / (len(sets) * SKUS_PER_CALL):.1%} of SKUs missed")
+    settings.ATP_CACHE_SECONDS = 3600  # every SKU cached for the hit-path figures below
+    atp_cache.reset()
+    population = [SKU.format(i) for i in range(1, N_SKUS + 1)]
+    for start in range(0, N_SKUS, 100):
+        sel.cached_channel_availability(channel=channel, skus=population[start : start + 100])
+    misses[0] = 0
+    samples = []
+    cpu0 = time.process_time()
+    for skus in sets:
+        t0 = time.perf_counter()
+        sel.cached_channel_availability(channel=channel, skus=skus)
+        samples.append(time.perf_counter() - t0)
+    cpu = (time.process_time() - cpu0) * 1000 / len(samples)
+    assert misses[0] == 0, misses
+    results["cached_hit"] = summary_ms(samples)
+    print(fmt_summary("cached selector, every SKU cached", results["cached_hit"]))
+    print(f"{'':44} Python CPU {cpu:.2f} ms per call")
 
     client = Client(HTTP_AUTHORIZATION=f"Api-Key {read_key()}")
     sets = sku_sets(warmup + n_client, seed=2)
@@ -109,8 +157,9 @@ def bench_in_process(n_selector: int, n_client: int, warmup: int) -> dict[str, d
             sys.exit(f"GET availability: {response.status_code} {response.content[:500]!r}")
     cpu = (time.process_time() - cpu0) * 1000 / len(samples)
     results["client"] = summary_ms(samples)
-    print(fmt_summary("in-process GET /api/v1/availability/ (Client)", results["client"]))
-    print(f"{'':44} Python CPU {cpu:.1f} ms per request")
+    print(fmt_summary("GET /api/v1/availability/ (Client), cached", results["client"]))
+    print(f"{'':44} Python CPU {cpu:.2f} ms per request ({misses[0]} SKU misses)")
+    sel._channel_summaries = exact
     return results
 
 
@@ -223,7 +272,16 @@ def parse_config(spec: str) -> tuple[str, int, int]:
     return kind, int(workers), int(threads or 1)
 
 
+def port_is_free() -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex((HOST, PORT)) != 0
+
+
 def start_gunicorn(spec: str, url: str) -> subprocess.Popen:
+    if not port_is_free():  # someone else's server would answer (and be measured) instead of ours
+        sys.exit(f"{HOST}:{PORT} is in use: stop that server or pick another port with --port")
     kind, workers, threads = parse_config(spec)
     cmd = [
         str(Path(sys.executable).parent / "gunicorn"),
@@ -241,7 +299,11 @@ def start_gunicorn(spec: str, url: str) -> subprocess.Popen:
     ]
     if kind == "gthread":
         cmd += ["--threads", str(threads)]
-    env = {**os.environ, "DATABASE_URL": url, "OMS_DEBUG": "0", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "DATABASE_URL": url, "OMS_DEBUG": "0", "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "WARNING"}
+    if REDIS:
+        env["REDIS_URL"] = REDIS
+    if TTL is not None:
+        env["ATP_CACHE_SECONDS"] = str(TTL)
     log = open(OUT_DIR / f"gunicorn-{spec.replace(':', '-')}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     deadline = time.monotonic() + 30
@@ -266,6 +328,21 @@ def stop_gunicorn(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def clear_atp_cache(url: str) -> int:
+    """Delete this database's ATP cache keys from the shared Redis (entries of an earlier run
+    with a longer TTL would still be valid: nothing changed the stock since)."""
+    if not REDIS:
+        return 0
+    import dj_database_url
+    import redis
+
+    client = redis.Redis.from_url(REDIS, socket_connect_timeout=2)
+    keys = list(client.scan_iter(match=f"atp:{dj_database_url.parse(url)['NAME']}:*", count=5000))
+    for start in range(0, len(keys), 5000):
+        client.delete(*keys[start : start + 5000])
+    return len(keys)
 
 
 def check_one(key: str, skus: list[str]) -> None:
@@ -373,6 +450,9 @@ def bench_http(configs: list[str], connections: int, duration: int, wrk_threads:
     )
     results = {}
     for spec in configs:
+        cleared = clear_atp_cache(url)
+        if cleared:
+            print(f"(cleared {cleared:,} ATP cache keys left by earlier runs: every run starts cold)")
         proc = start_gunicorn(spec, url)
         try:
             check_one(key, sku_sets(1, seed=4)[0])
@@ -423,9 +503,22 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--duration", type=int, default=20, help="seconds per configuration")
     parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14"),
+        help="the shared ATP cache of the gunicorn workers ('' for a process-local cache)",
+    )
+    parser.add_argument("--ttl", type=float, default=None, help="ATP_CACHE_SECONDS for the server (default 5)")
+    parser.add_argument("--port", type=int, default=8141)
     parser.add_argument("--skip-in-process", action="store_true")
     parser.add_argument("--skip-http", action="store_true")
+    global REDIS, TTL, PORT
     args = parser.parse_args()
+    REDIS, TTL, PORT = args.redis_url, args.ttl, args.port
+    if REDIS:
+        os.environ["REDIS_URL"] = REDIS  # the in-process runs use the same shared cache
+    if TTL is not None:
+        os.environ["ATP_CACHE_SECONDS"] = str(TTL)
     require_postgres_url()
     print(f"== availability benchmark, {time.strftime('%Y-%m-%d %H:%M')} ==")
     print(f"machine: {machine()}")

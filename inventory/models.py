@@ -180,8 +180,10 @@ class Stock(models.Model):
     """Counters for one item at one location. Changed only by inventory services, which
     write a ledger row for every change; the database keeps the counters consistent."""
 
-    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="stock")
-    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="stock")
+    # No single-column indexes: location_id leads stock_location_item_uniq and item_id leads
+    # stock_item_location_idx, which serve every look-up (and the PROTECT checks) by either.
+    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="stock", db_index=False)
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="stock", db_index=False)
     on_hand = models.IntegerField(default=0)
     reserved = models.IntegerField(default=0)
     safety_stock = models.IntegerField(default=0)

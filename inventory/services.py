@@ -17,6 +17,7 @@ from oms.actor import Actor
 from oms.errors import Conflict, InsufficientStock, NotFound, ValidationFailed
 from oms.outbox import outbox_enqueue_task, outbox_publish_event
 
+from . import atp_cache
 from .locks import reservation_for_update, stock_for_update
 from .models import (
     Channel,
@@ -56,6 +57,16 @@ class _Movement:
     # reserve: also keep safety stock untouched (ATP check), not just reserved <= on_hand
     check_available: bool = False
     label: str = ""
+
+
+@dataclass
+class _Known:
+    """What the channel plan's read already returned, so reserving it reads nothing again:
+    stock ids, location codes and SKUs."""
+
+    ids: dict[tuple[int, int], int] = field(default_factory=dict)
+    codes: dict[int, str] = field(default_factory=dict)
+    skus: dict[int, str] = field(default_factory=dict)
 
 
 class _Rejected(Exception):
@@ -123,7 +134,8 @@ def _apply_movements(movements: list[_Movement], *, actor: Actor) -> list[StockM
     if rejected:
         raise _Rejected(rejected)
     try:
-        with transaction.atomic():
+        # A savepoint only where a dedupe key can collide (adjustments); reserves carry none.
+        with transaction.atomic(savepoint=any(m.dedupe_key for m in movements)):
             StockMovement.objects.bulk_create(ledger)
     except IntegrityError as exc:
         raise Conflict("A concurrent request applied the same reference; retry to see its result.") from exc
@@ -153,12 +165,17 @@ def _stock_ids(pairs: Iterable[tuple[int, int]], *, create: bool = False) -> dic
     return found
 
 
-def _publish_stock_changed(ledger: Sequence[StockMovement], *, cause: str) -> None:
+def _publish_stock_changed(ledger: Sequence[StockMovement], *, cause: str, known: _Known | None = None) -> None:
     if not ledger:
         return
-    locations = dict(Location.objects.filter(id__in={m.location_id for m in ledger}).values_list("id", "code"))
     item_ids = {m.item_id for m in ledger}
-    skus = dict(Item.objects.filter(id__in=list(item_ids)[:EVENT_SKU_LIMIT]).values_list("id", "sku"))
+    atp_cache.stock_changed(item_ids)
+    location_ids = {m.location_id for m in ledger}
+    if known is not None and location_ids <= known.codes.keys() and item_ids <= known.skus.keys():
+        locations, skus = known.codes, known.skus
+    else:
+        locations = dict(Location.objects.filter(id__in=location_ids).values_list("id", "code"))
+        skus = dict(Item.objects.filter(id__in=list(item_ids)[:EVENT_SKU_LIMIT]).values_list("id", "sku"))
     by_location: dict[str, set[str]] = defaultdict(set)
     for m in ledger:
         if m.item_id in skus:
@@ -198,17 +215,21 @@ def stock_reserve(
     reference: str,
     reason: str = MovementReason.RESERVE,
     sweep_expired: bool = True,
+    known: _Known | None = None,
+    savepoint: bool = True,
 ) -> list[StockMovement]:
     """Reserve every line at its location, all or nothing.
 
     Raises InsufficientStock naming the SKUs that could not be reserved; the caller's
-    transaction then rolls back and nothing is held.
+    transaction then rolls back and nothing is held. `known` carries the stock ids, codes and
+    SKUs a plan has just read; `savepoint=False` when the caller's own block is the savepoint.
     """
     _check_quantities(lines)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=savepoint):
         if sweep_expired:
             release_expired_reservations(item_ids={line.item_id for line in lines})
-        ids = _stock_ids((line.location_id, line.item_id) for line in lines)
+        pairs = {(line.location_id, line.item_id) for line in lines}
+        ids = known.ids if known is not None and pairs <= known.ids.keys() else _stock_ids(pairs)
         missing = [line for line in lines if (line.location_id, line.item_id) not in ids]
         if missing:
             skus = _sku_names(line.item_id for line in missing)
@@ -231,7 +252,7 @@ def stock_reserve(
         except _Rejected as exc:
             skus = _sku_names(m.item_id for m in exc.movements)
             raise InsufficientStock(f"Not enough stock for {', '.join(skus)}.", skus=skus) from None
-        _publish_stock_changed(ledger, cause=reason)
+        _publish_stock_changed(ledger, cause=reason, known=known)
         return ledger
 
 
@@ -424,6 +445,20 @@ def _bulk_insert(cursor, model, fields: Sequence[str], rows: list[tuple]) -> Non
         )
 
 
+def _update_counts_postgres(cursor, updates: list[tuple[int, int, int]], now) -> None:
+    """(stock id, on_hand, safety_stock) rows in one statement with three array parameters,
+    however many rows: no per-row placeholders for the client to build or the server to parse."""
+    if not updates:
+        return
+    ids, on_hands, safeties = (list(column) for column in zip(*updates, strict=True))
+    cursor.execute(
+        "UPDATE inventory_stock SET on_hand = v.on_hand, safety_stock = v.safety_stock, updated_at = %s "
+        "FROM unnest(%s::bigint[], %s::integer[], %s::integer[]) AS v(id, on_hand, safety_stock) "
+        "WHERE inventory_stock.id = v.id",
+        [now, ids, on_hands, safeties],
+    )
+
+
 def stock_snapshot(
     *,
     location: Location,
@@ -500,17 +535,20 @@ def stock_snapshot(
             )
         now = timezone.now()
         with connection.cursor() as cursor:
-            for start in range(0, len(updates), SNAPSHOT_CHUNK):
-                chunk = updates[start : start + SNAPSHOT_CHUNK]
-                values = ", ".join(["(%s, %s, %s)"] * len(chunk))
-                params = [v for row in chunk for v in row]
-                # Portable bulk update: UPDATE … FROM (VALUES …) works on PostgreSQL and SQLite ≥ 3.33.
-                cursor.execute(
-                    f"UPDATE inventory_stock SET on_hand = v.column2, safety_stock = v.column3, "
-                    f"updated_at = %s FROM (VALUES {values}) AS v "
-                    f"WHERE inventory_stock.id = v.column1",
-                    [now, *params],
-                )
+            if connection.vendor == "postgresql":
+                _update_counts_postgres(cursor, updates, now)
+            else:
+                for start in range(0, len(updates), SNAPSHOT_CHUNK):
+                    chunk = updates[start : start + SNAPSHOT_CHUNK]
+                    values = ", ".join(["(%s, %s, %s)"] * len(chunk))
+                    params = [v for row in chunk for v in row]
+                    # Portable bulk update: UPDATE … FROM (VALUES …) works on SQLite ≥ 3.33 too.
+                    cursor.execute(
+                        f"UPDATE inventory_stock SET on_hand = v.column2, safety_stock = v.column3, "
+                        f"updated_at = %s FROM (VALUES {values}) AS v "
+                        f"WHERE inventory_stock.id = v.column1",
+                        [now, *params],
+                    )
             _bulk_insert(
                 cursor,
                 Stock,
@@ -589,6 +627,7 @@ class SupplyLine:
 @transaction.atomic
 def supply_upsert(*, lines: Sequence[SupplyLine]) -> list[IncomingSupply]:
     """Record or update expected supply; the (reference, location, sku) triple is the key."""
+    atp_cache.stock_changed({line.item.pk for line in lines})  # the incoming dates storefronts see
     out = []
     for line in lines:
         supply, created = IncomingSupply.objects.select_for_update().get_or_create(
@@ -666,6 +705,7 @@ def _plan_in_channel(
     *,
     location_ids: Sequence[int] | None,
     capability: str | None,
+    known: _Known | None = None,
 ) -> tuple[list[StockLine], dict[int, int]]:
     """Spread each item over the channel's active locations: preferred (lower priority
     number) first, then the deepest stock. Returns the plan and what it could not cover."""
@@ -680,9 +720,16 @@ def _plan_in_channel(
         "on_hand",
         "reserved",
         "safety_stock",
+        "id",
+        "location__code",
+        "item__sku",
     )
     candidates: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
-    for item_id, loc_id, priority, capabilities, on_hand, reserved, safety in rows:
+    for item_id, loc_id, priority, capabilities, on_hand, reserved, safety, stock_id, code, sku in rows:
+        if known is not None:
+            known.ids[(loc_id, item_id)] = stock_id
+            known.codes[loc_id] = code
+            known.skus[item_id] = sku
         available = on_hand - reserved - safety
         if available > 0 and (capability is None or capability in (capabilities or [])):
             candidates[item_id].append((priority, -available, loc_id))
@@ -716,18 +763,30 @@ def stock_reserve_in_channel(
     Returns (what was reserved where, what could not be: {item_id: units}). Without
     `allow_partial` a shortfall raises InsufficientStock and nothing is held. Plans from a
     plain read, then reserves with conditional updates; if someone took the stock in between,
-    it plans again."""
-    release_expired_reservations(item_ids=set(wanted))
+    it plans again. Expired carts are swept only when the plan comes up short (they are all
+    that could make it short for no reason): until then, and until the 30 s beat sweep, an
+    expired cart's units may make a sale come from a less preferred location."""
+    swept = False
     for attempt in range(MAX_PLAN_ATTEMPTS):
-        plan, short = _plan_in_channel(channel, wanted, location_ids=location_ids, capability=capability)
+        known = _Known()
+        plan, short = _plan_in_channel(channel, wanted, location_ids=location_ids, capability=capability, known=known)
+        if short and not swept:
+            swept = True
+            if release_expired_reservations(item_ids=set(short)):
+                known = _Known()
+                plan, short = _plan_in_channel(
+                    channel, wanted, location_ids=location_ids, capability=capability, known=known
+                )
         if short and not allow_partial:
             skus = _sku_names(short)
             raise InsufficientStock(f"Not enough available in channel {channel.code} for {', '.join(skus)}.", skus=skus)
         if not plan:
             return [], short
         try:
-            with transaction.atomic():
-                stock_reserve(lines=plan, actor=actor, reference=reference, sweep_expired=False)
+            with transaction.atomic():  # the savepoint a retry rolls back to
+                stock_reserve(
+                    lines=plan, actor=actor, reference=reference, sweep_expired=False, known=known, savepoint=False
+                )
             return plan, short
         except InsufficientStock:
             if attempt == MAX_PLAN_ATTEMPTS - 1:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hmac
+import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 
@@ -28,6 +30,46 @@ class ApiKeyPrincipal:
         return f"api-key:{self.key.prefix}"
 
 
+# hash of the raw key → (when it was read, the key): a per-process cache of usable keys.
+_keys: dict[str, tuple[float, ApiKey]] = {}
+
+
+def usable_key(raw: str) -> ApiKey | None:
+    """The usable key for a raw secret, or None. Read from the database at most once every
+    API_KEY_CACHE_SECONDS per process: revoking a key (or changing its scopes or binding) takes
+    effect within that many seconds. Unknown keys are never cached."""
+    digest = hash_key(raw)
+    ttl = settings.API_KEY_CACHE_SECONDS
+    now = time.monotonic()
+    hit = _keys.get(digest)
+    if hit is not None and now - hit[0] < ttl:
+        return hit[1]
+    prefix = ApiKey.parse_prefix(raw)
+    key = (
+        ApiKey.objects.usable().select_related("channel", "location").filter(prefix=prefix).first() if prefix else None
+    )
+    if key is None or not hmac.compare_digest(key.hashed_key, digest):
+        _keys.pop(digest, None)
+        return None
+    if ttl > 0:
+        if len(_keys) > 10_000:
+            _keys.clear()
+        _keys[digest] = (now, key)
+    return key
+
+
+def forget_keys() -> None:
+    _keys.clear()
+
+
+def touch(key: ApiKey) -> None:
+    """Record last_used_at at most once a minute: no write per request on hot read paths."""
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Api-Key"
 
@@ -38,20 +80,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         scheme, _, raw = header.partition(" ")
         if scheme != self.keyword:
             raise exceptions.AuthenticationFailed("Use the header 'Authorization: Api-Key <key>'.")
-        raw = raw.strip()
-        prefix = ApiKey.parse_prefix(raw)
-        key = (
-            ApiKey.objects.usable().select_related("channel", "location").filter(prefix=prefix).first()
-            if prefix
-            else None
-        )
-        if key is None or not hmac.compare_digest(key.hashed_key, hash_key(raw)):
+        key = usable_key(raw.strip())
+        if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
-        now = timezone.now()
-        # Touch last_used_at at most once a minute: no write per request on hot read paths.
-        if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-            key.last_used_at = now
+        touch(key)
         request._request.api_key = key  # for logging and Actor.from_request
         return ApiKeyPrincipal(key), key
 

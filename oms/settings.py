@@ -206,6 +206,32 @@ CELERY_BEAT_SCHEDULE = {
 
 OUTBOX_MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "12"))
 
+# --- Caches -----------------------------------------------------------------------------------
+# "atp": the availability shown to shoppers, per (channel, SKU), with per-SKU generations that the
+# inventory services bump on every stock change (inventory/atp_cache.py). Shared by all processes
+# through Redis when REDIS_URL is set (short timeouts: a Redis outage only turns the cache off);
+# process-local otherwise. Reservations and capture never read it: they check the stock rows.
+ATP_CACHE_SECONDS = float(os.environ.get("ATP_CACHE_SECONDS", "5"))  # 0 turns the cache off
+# API keys are looked up once per process and kept this long: a revoked key (or a changed scope or
+# binding) keeps working in a process that has it cached for at most this many seconds.
+API_KEY_CACHE_SECONDS = float(os.environ.get("API_KEY_CACHE_SECONDS", "5"))  # 0: every request reads
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "atp": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_timeout": 0.25, "socket_connect_timeout": 0.25},
+        }
+        if REDIS_URL
+        else {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "atp",
+            "OPTIONS": {"MAX_ENTRIES": 200_000},
+        }
+    ),
+}
+
 # --- Logging ----------------------------------------------------------------------------------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOGGING = {

@@ -40,6 +40,9 @@ def _record(
     event = OrderEvent.objects.create(
         order=order, type=type, message=message[:500], data=data or {}, **actor.as_fields()
     )
+    written = getattr(order, "_new_events", None)
+    if written is not None:  # capture answers with the events it wrote, without reading them back
+        written.append(event)
     if webhook:
         outbox_publish_event(
             webhook,

@@ -325,9 +325,11 @@ def _create_order(data: CaptureInput, customer: Customer, totals: dict, pickup: 
 
 def _allocate(
     order: Order, lines: list[OrderLine], data: CaptureInput, pickup: Location | None, actor: Actor
-) -> dict[str, int]:
-    """Hold stock for every line; returns {sku: units backordered}. Raises InsufficientStock
-    (rolling back the capture) when a line cannot be held and backorders are not allowed."""
+) -> tuple[list[Allocation], dict[str, int]]:
+    """Hold stock for every line (not yet saved: `quantity_allocated` goes in with them); returns
+    the allocations to save after the lines and {sku: units backordered}. Raises
+    InsufficientStock (rolling back the capture) when a line cannot be held and backorders are
+    not allowed."""
     wanted: dict[int, int] = defaultdict(int)
     for line in lines:
         wanted[line.item_id] += line.quantity
@@ -377,78 +379,93 @@ def _allocate(
             pool[0] = (location_id, q - take)
             if pool[0][1] == 0:
                 pool.pop(0)
-    Allocation.objects.bulk_create(allocations)
-    OrderLine.objects.bulk_update(lines, ["quantity_allocated"])
-    codes = dict(Location.objects.filter(pk__in={a.location_id for a in allocations}).values_list("pk", "code"))
     if allocations:
+        locations = Location.objects.in_bulk({a.location_id for a in allocations})
+        for a in allocations:
+            a.location = locations[a.location_id]  # what the answer shows, without another read
         events.stock_reserved(
             order,
             actor,
-            allocations=[
-                {"sku": a.line.sku, "location": codes[a.location_id], "quantity": a.quantity} for a in allocations
-            ],
+            allocations=[{"sku": a.line.sku, "location": a.location.code, "quantity": a.quantity} for a in allocations],
         )
     backordered: dict[str, int] = {}
     for line in lines:
         if line.quantity_backordered:
             backordered[line.sku] = backordered.get(line.sku, 0) + line.quantity_backordered
-    return backordered
+    return allocations, backordered
 
 
 @transaction.atomic
 def order_capture(*, data: CaptureInput, actor: Actor) -> Order:
     """Capture an order: validated, de-duplicated on (channel, external id), stock held for
-    every line (or backordered when allowed), holds applied, all in one transaction."""
+    every line (or backordered when allowed), holds applied, all in one transaction.
+
+    The order comes back with what was just written (lines and their allocations, payments,
+    holds, timeline) in its prefetch cache, so the API answers without reading it back."""
     priced, totals, pickup = _validate_and_price(data)
     customer, created = _customer(data)
     # Asked only when a new-customer hold rule needs it (one query fewer on most captures).
     returning = None if created else Order.objects.filter(customer=customer)
     order = _create_order(data, customer, totals, pickup)
-    lines = OrderLine.objects.bulk_create(
-        [
-            OrderLine(
-                order=order,
-                item=p.item,
-                sku=p.item.sku,
-                external_line_id=p.line.external_line_id,
-                quantity=p.line.quantity,
-                unit_price=p.line.unit_price,
-                discount_amount=p.line.discount_amount,
-                tax_amount=p.tax,
-            )
-            for p in priced
-        ]
-    )
-    if data.payment is not None:
-        Payment.objects.create(
+    order._new_events = []  # orders.events._record appends each event it writes
+    lines = [
+        OrderLine(
             order=order,
-            method=data.payment.method,
-            reference=data.payment.reference,
-            amount_authorized=data.payment.amount_authorized,
-            amount_captured=data.payment.amount_captured,
-            status=payment_status(
-                authorized=data.payment.amount_authorized,
-                voided=Decimal(0),
-                captured=data.payment.amount_captured,
-                refunded=Decimal(0),
-            ),
+            item=p.item,
+            sku=p.item.sku,
+            external_line_id=p.line.external_line_id,
+            quantity=p.line.quantity,
+            unit_price=p.line.unit_price,
+            discount_amount=p.line.discount_amount,
+            tax_amount=p.tax,
         )
-    backordered = _allocate(order, lines, data, pickup, actor)
+        for p in priced
+    ]
+    allocations, backordered = _allocate(order, lines, data, pickup, actor)
+    OrderLine.objects.bulk_create(lines)
+    Allocation.objects.bulk_create(allocations)  # line ids come from the lines just saved
+    payments = []
+    if data.payment is not None:
+        payments.append(
+            Payment.objects.create(
+                order=order,
+                method=data.payment.method,
+                reference=data.payment.reference,
+                amount_authorized=data.payment.amount_authorized,
+                amount_captured=data.payment.amount_captured,
+                status=payment_status(
+                    authorized=data.payment.amount_authorized,
+                    voided=Decimal(0),
+                    captured=data.payment.amount_captured,
+                    refunded=Decimal(0),
+                ),
+            )
+        )
+    per_line: dict[int, list[Allocation]] = defaultdict(list)
+    for a in allocations:
+        per_line[id(a.line)].append(a)
+    for line in lines:
+        line._prefetched_objects_cache = {"allocations": per_line[id(line)]}
+    order._prefetched_objects_cache = {
+        "lines": lines,
+        "payments": payments,
+        "fulfillments": [],  # a new order has none of these yet (the reverse relations the answer reads)
+        "routing_decisions": [],
+        "returns": [],
+    }
     derived = derive_status(lines, has_provisional=True)
     if derived != order.status:
         order.recompute(derived)
         order.save(update_fields=["status"])
     events.order_created(order, actor, backordered=backordered)
-    for rule in _matching_rules(order, lambda: returning is None or not returning.exclude(pk=order.pk).exists()):
-        _place_hold(
-            order,
-            hold_type=rule.hold_type,
-            reason=_rule_reason(rule, order),
-            actor=actor,
-            rule=rule,
-        )
+    holds = [
+        _place_hold(order, hold_type=rule.hold_type, reason=_rule_reason(rule, order), actor=actor, rule=rule)
+        for rule in _matching_rules(order, lambda: returning is None or not returning.exclude(pk=order.pk).exists())
+    ]
     if order.status != OrderStatus.ON_HOLD:  # held orders are not routed
         request_routing(order)
+    order._prefetched_objects_cache.update(holds=holds, events=order._new_events)
+    del order._new_events
     return order
 
 

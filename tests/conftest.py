@@ -111,6 +111,16 @@ def unchanged(db):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_caches():
+    """Per-process caches (ATP entries, API keys) start empty: ids are reused between tests."""
+    from inventory import atp_cache
+    from oms import auth
+
+    atp_cache.reset()
+    auth.forget_keys()
+
+
+@pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from django.http import HttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inventory import selectors, services
+from inventory import atp_cache, selectors, services
 from inventory.models import Channel, IncomingSupply, Item, Location, Stock, StockMovement
+from oms import auth
 from oms.actor import Actor
 from oms.api.scoping import bound_location_id, check_location, resolve_channel
-from oms.errors import NotFound, ValidationFailed
+from oms.errors import DomainError, NotFound, ValidationFailed
 
 from . import serializers as s
 
@@ -129,8 +132,62 @@ def _float_param(request, name: str, lo: float, hi: float) -> float | None:
     return value
 
 
+API_KEY_SCHEME = auth.ApiKeyAuthentication.keyword
+_json = JSONRenderer()
+
+
+def _fast_availability(request) -> HttpResponse | None:
+    """The storefront read — `?skus=…[&channel=…]` with a valid API key — answered from the ATP
+    cache without DRF's request machinery. Anything else (detail, near me, pickup here, a bad
+    key, scope or parameter) returns None and goes through AvailabilityView, which gives the
+    exact answer or the error envelope. The answer is byte for byte what that view renders."""
+    params = request.GET
+    if request.method != "GET" or not atp_cache.enabled() or any(k not in ("skus", "channel") for k in params):
+        return None
+    accept = request.META.get("HTTP_ACCEPT", "")
+    if accept and "json" not in accept and "*/*" not in accept:
+        return None
+    scheme, _, raw = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    key = auth.usable_key(raw.strip()) if scheme == API_KEY_SCHEME else None
+    if key is None or not key.has_scope("inventory:read"):
+        return None
+    skus = list(dict.fromkeys(x.strip() for x in params.get("skus", "").split(",") if x.strip()))
+    code = params.get("channel") or (key.channel.code if key.channel_id else "")
+    if not skus or len(skus) > 100 or not code:
+        return None
+    channel = atp_cache.local_channel(code)
+    if channel is None:
+        channel = Channel.objects.filter(code=code).first()
+        if channel is None:
+            return None
+        atp_cache.remember_channel(channel)
+    if key.channel_id and key.channel_id != channel.pk:
+        return None
+    try:
+        data = selectors.cached_channel_availability(channel=channel, skus=skus)
+    except DomainError:
+        return None
+    auth.touch(key)
+    request.api_key = key  # for the request log
+    return HttpResponse(
+        _json.render(data),
+        content_type="application/json",
+        headers={"Allow": "GET, HEAD, OPTIONS"},
+    )
+
+
 class AvailabilityView(APIView):
     required_scopes = {"GET": "inventory:read"}
+
+    @classmethod
+    def as_view(cls, **initkwargs):
+        full = super().as_view(**initkwargs)
+
+        def view(request, *args, **kwargs):
+            return _fast_availability(request) or full(request, *args, **kwargs)
+
+        view.cls, view.initkwargs, view.csrf_exempt = full.cls, full.initkwargs, True
+        return view
 
     @extend_schema(
         parameters=[
@@ -175,6 +232,8 @@ class AvailabilityView(APIView):
                     fields={"location": "Not a location of this channel."},
                 )
         detail = params.get("detail") == "locations" or near is not None or location is not None
+        if not detail:  # what storefronts ask: from the ATP cache (exact when ATP_CACHE_SECONDS = 0)
+            return Response(selectors.cached_channel_availability(channel=channel, skus=skus))
         return Response(
             selectors.channel_availability(channel=channel, skus=skus, detail=detail, near=near, location=location)
         )

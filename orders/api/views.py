@@ -139,7 +139,8 @@ class OrderListCreate(generics.ListAPIView):
             promised_delivery_date=d["promised_delivery_date"],
         )
         order = services.order_capture(data=data, actor=Actor.from_request(request))
-        return order_response(request, order.number, status.HTTP_201_CREATED)
+        # The order carries what capture wrote: the same answer as GET /orders/{number}/, unread.
+        return Response(s.OrderSerializer(order).data, status=status.HTTP_201_CREATED)
 
 
 def search_q(term: str) -> Q:

@@ -38,11 +38,7 @@ def everything():
     return (
         sorted(Location.objects.values_list()),
         sorted(Item.objects.values_list()),
-        sorted(
-            Stock.objects.values_list(
-                "location_id", "item_id", "on_hand", "reserved", "safety_stock"
-            )
-        ),
+        sorted(Stock.objects.values_list("location_id", "item_id", "on_hand", "reserved", "safety_stock")),
         StockMovement.objects.count(),
     )
 
@@ -96,14 +92,10 @@ def test_location_import_creates_and_updates_by_code(admin_client):
 
 def test_reimporting_the_same_file_changes_nothing():
     actor = Actor.system("test")
-    first = csv_import.import_locations_csv(
-        SimpleUploadedFile("a.csv", LOCATIONS_CSV.encode()), actor
-    )
+    first = csv_import.import_locations_csv(SimpleUploadedFile("a.csv", LOCATIONS_CSV.encode()), actor)
     before = everything()
 
-    again = csv_import.import_locations_csv(
-        SimpleUploadedFile("a.csv", LOCATIONS_CSV.encode()), actor
-    )
+    again = csv_import.import_locations_csv(SimpleUploadedFile("a.csv", LOCATIONS_CSV.encode()), actor)
 
     assert (first.created, first.updated, first.errors) == (3, 0, [])
     assert (again.created, again.updated, again.unchanged, again.errors) == (0, 0, 3, [])
@@ -333,16 +325,12 @@ def test_stock_admin_edits_safety_stock_only(admin_client, network):
     assert (row.on_hand, row.reserved, row.safety_stock) == (10, 0, 3)
     assert StockMovement.objects.count() == moves
     assert admin_client.get(reverse("admin:inventory_stock_add")).status_code == 403
-    assert (
-        admin_client.post(reverse("admin:inventory_stock_delete", args=[row.pk])).status_code == 403
-    )
+    assert admin_client.post(reverse("admin:inventory_stock_delete", args=[row.pk])).status_code == 403
 
 
 def test_stock_admin_refuses_negative_safety_stock(admin_client, network):
     row = stock(network["dc1"], network["item"], 10)
-    response = admin_client.post(
-        reverse("admin:inventory_stock_change", args=[row.pk]), {"safety_stock": -1}
-    )
+    response = admin_client.post(reverse("admin:inventory_stock_change", args=[row.pk]), {"safety_stock": -1})
     assert response.status_code == 200
     row.refresh_from_db()
     assert row.safety_stock == 0
@@ -354,27 +342,21 @@ def test_ledger_admin_is_read_only(admin_client, network):
 
     listing = admin_client.get(reverse("admin:inventory_stockmovement_changelist"))
     view = admin_client.get(reverse("admin:inventory_stockmovement_change", args=[move.pk]))
-    post = admin_client.post(
-        reverse("admin:inventory_stockmovement_change", args=[move.pk]), {"delta_on_hand": 99}
-    )
+    post = admin_client.post(reverse("admin:inventory_stockmovement_change", args=[move.pk]), {"delta_on_hand": 99})
 
     assert listing.status_code == 200
     assert reverse("admin:inventory_stockmovement_add") not in content(listing)
     assert view.status_code == 200 and 'name="_save"' not in content(view)
     assert post.status_code == 403
     assert admin_client.get(reverse("admin:inventory_stockmovement_add")).status_code == 403
-    delete = admin_client.post(
-        reverse("admin:inventory_stockmovement_delete", args=[move.pk]), {"post": "yes"}
-    )
+    delete = admin_client.post(reverse("admin:inventory_stockmovement_delete", args=[move.pk]), {"post": "yes"})
     assert delete.status_code == 403
     assert StockMovement.objects.get().delta_on_hand == 10
 
 
 def test_receive_remaining_supply_action(admin_client, network):
     stock(network["dc1"], network["item"], 5)
-    supply = SupplyFactory(
-        location=network["dc1"], item=network["item"], quantity=20, reference="PO-9"
-    )
+    supply = SupplyFactory(location=network["dc1"], item=network["item"], quantity=20, reference="PO-9")
     done = SupplyFactory(location=network["dc1"], item=network["other"], status="cancelled")
 
     response = admin_client.post(
@@ -393,9 +375,7 @@ def test_receive_remaining_supply_action(admin_client, network):
 
 
 def test_supply_edit_goes_through_the_service_and_keeps_received(admin_client, network):
-    supply = SupplyFactory(
-        location=network["dc1"], item=network["item"], quantity=20, quantity_received=8
-    )
+    supply = SupplyFactory(location=network["dc1"], item=network["item"], quantity=20, quantity_received=8)
     url = reverse("admin:inventory_incomingsupply_change", args=[supply.pk])
 
     too_low = admin_client.post(url, {"quantity": 5, "expected_date": "2031-01-02"})
@@ -469,9 +449,7 @@ def test_api_key_add_requires_a_scope(admin_client):
 
 def test_api_key_cannot_be_edited(admin_client):
     key, _ = api_key_create(name="k", scopes="all")
-    response = admin_client.post(
-        reverse("admin:oms_apikey_change", args=[key.pk]), {"name": "renamed"}
-    )
+    response = admin_client.post(reverse("admin:oms_apikey_change", args=[key.pk]), {"name": "renamed"})
     assert response.status_code == 403
     key.refresh_from_db()
     assert key.name == "k"
@@ -496,12 +474,8 @@ def test_revoke_action(admin_client):
 
 def test_outbox_retry_now(admin_client):
     past = timezone.now() + timezone.timedelta(hours=1)
-    dead = OutboxMessage.objects.create(
-        kind="event", topic="x", status=OutboxStatus.DEAD, next_attempt_at=past
-    )
-    done = OutboxMessage.objects.create(
-        kind="event", topic="y", status=OutboxStatus.DONE, next_attempt_at=past
-    )
+    dead = OutboxMessage.objects.create(kind="event", topic="x", status=OutboxStatus.DEAD, next_attempt_at=past)
+    done = OutboxMessage.objects.create(kind="event", topic="y", status=OutboxStatus.DONE, next_attempt_at=past)
 
     response = admin_client.post(
         reverse("admin:oms_outboxmessage_changelist"),
@@ -536,18 +510,12 @@ def busy(network):
             ttl_seconds=600,
             actor=actor,
         )
-        api_key_create(
-            name=f"key {n}", scopes="all", channel=network["web"], location=network["dc1"]
-        )
+        api_key_create(name=f"key {n}", scopes="all", channel=network["web"], location=network["dc1"])
     ChannelFactory(code="b2b", locations=[network["dc1"], network["dc2"]])
 
 
-@pytest.mark.parametrize(
-    "model", sorted(f"{m._meta.app_label}.{m._meta.model_name}" for m in admin.site._registry)
-)
-def test_changelists_answer_with_bounded_queries(
-    admin_client, busy, model, django_assert_max_num_queries
-):
+@pytest.mark.parametrize("model", sorted(f"{m._meta.app_label}.{m._meta.model_name}" for m in admin.site._registry))
+def test_changelists_answer_with_bounded_queries(admin_client, busy, model, django_assert_max_num_queries):
     app_label, model_name = model.split(".")
     url = reverse(f"admin:{app_label}_{model_name}_changelist")
     admin_client.get(url)  # warm the session and content types

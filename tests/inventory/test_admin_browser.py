@@ -24,10 +24,7 @@ def test_stock_csv_import_in_the_admin(live_server, transactional_db):
     LocationFactory(code="STORE1", name="SoHo", type="store")
     ItemFactory(sku="TEE-BLK-M", name="Black tee M")
     ItemFactory(sku="MUG-WHT", name="White mug")
-    csv = (
-        b"location,sku,on_hand,safety_stock\n"
-        b"DC1,TEE-BLK-M,120,5\nDC1,MUG-WHT,40,\nSTORE1,TEE-BLK-M,8,1\n"
-    )
+    csv = b"location,sku,on_hand,safety_stock\nDC1,TEE-BLK-M,120,5\nDC1,MUG-WHT,40,\nSTORE1,TEE-BLK-M,8,1\n"
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
@@ -42,9 +39,7 @@ def test_stock_csv_import_in_the_admin(live_server, transactional_db):
             page.goto(f"{live_server.url}/admin/inventory/stock/")
             page.click("text=Import CSV")
             expect(page.locator("h1")).to_have_text("Import stock counts from CSV")
-            page.set_input_files(
-                "input[type=file]", {"name": "count.csv", "mimeType": "text/csv", "buffer": csv}
-            )
+            page.set_input_files("input[type=file]", {"name": "count.csv", "mimeType": "text/csv", "buffer": csv})
             page.click("input[name=_import]")
 
             expect(page.locator(".messagelist .success")).to_contain_text(
@@ -60,8 +55,6 @@ def test_stock_csv_import_in_the_admin(live_server, transactional_db):
         finally:
             browser.close()
 
-    counts = dict(
-        Stock.objects.values_list("location__code", "on_hand").filter(item__sku="TEE-BLK-M")
-    )
+    counts = dict(Stock.objects.values_list("location__code", "on_hand").filter(item__sku="TEE-BLK-M"))
     assert counts == {"DC1": 120, "STORE1": 8}
     assert ledger_mismatches() == []

@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 
 from inventory.models import Channel, IncomingSupply, Item, Location, Stock, StockMovement
 from inventory.selectors import ledger_mismatches
+from oms.auth import forget_keys
 from oms.models import ApiKey
 from oms.roles import CSR, GROUP_NAMES, MERCHANT, STORE_ASSOCIATE, SUPERVISOR, ensure_groups
 from orders.models import Carrier
@@ -222,5 +223,6 @@ def test_seed_demo_builds_the_network_and_a_second_run_changes_nothing_but_the_k
     assert second_key != first_key
     assert ApiKey.objects.filter(name="demo").count() == 2
     assert ApiKey.objects.usable().filter(name="demo").count() == 1
+    forget_keys()  # revocation shows within API_KEY_CACHE_SECONDS; here, at once
     assert availability(first_key, sku).status_code in (401, 403)
     assert availability(second_key, sku).status_code == 200

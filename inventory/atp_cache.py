@@ -1,0 +1,318 @@
+"""The availability shown to shoppers, cached per (channel, SKU) and invalidated by stock changes.
+
+Storefronts ask for ATP far more often than stock moves, so `GET /api/v1/availability/` answers
+from this cache (`selectors.cached_channel_availability`). Reservations and order capture never
+read it: they check the stock rows themselves, so a cached figure can never cause an oversell.
+
+Invalidation: every SKU has a generation in the shared cache (Redis when REDIS_URL is set). The
+inventory services call `stock_changed(item_ids)` inside their transaction; once it commits, the
+SKUs get new generations (in a background thread, coalesced: the request path never waits on
+Redis). An entry is served only while the generations it was computed under are current, so a
+committed change shows everywhere within milliseconds. A reader takes the generations *before* it
+reads the stock, so an entry computed from data older than a commit always carries a generation
+older than that commit's bump. Inside this process a change is seen at once, even before commit
+(`_dirty`), which is also what tests running in one uncommitted transaction need.
+
+Configuration changes (channels, locations, items) bump one global generation (`config_changed`).
+Everything else (a cart hold passing its expiry before the sweep releases it, a bulk update made
+outside the services, a bump lost while Redis was down) shows within ATP_CACHE_SECONDS, the
+entries' time to live. ATP_CACHE_SECONDS = 0 turns the cache off. Without Redis the cache is
+process-local: changes made by another process show within the time to live.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import random
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import caches
+from django.db import connection, transaction
+
+log = logging.getLogger(__name__)
+
+ALIAS = "atp"
+GENERATION_SECONDS = 24 * 3600  # far longer than any entry lives
+ALL = "all"
+MANY_SKUS = 1000  # above this, one change bumps the global generation instead of each SKU
+OUTAGE_SECONDS = 5.0  # after a cache error, leave the cache alone this long (answer exactly)
+
+
+class _State:
+    def __init__(self) -> None:
+        self.epoch = "0"  # part of every key; reset() (tests) moves to fresh keys
+        self.dirty: dict[int, float] = {}  # item id → when this process last changed it
+        self.dirty_all = 0.0
+        self.down_until = 0.0
+        self.seen_all: Any = None  # the global generation the local lookups below belong to
+        self.items: dict[str, tuple[int, bool, float]] = {}  # sku → (item id, active, loaded at)
+        self.channels: dict[str, tuple[Any, float]] = {}  # code → (Channel, loaded at)
+        self.pending: set[tuple[str, int | str]] = set()  # (key prefix, item id or ALL) to bump
+        self.lock = threading.Lock()
+
+
+_state = _State()
+_bumper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atp-bump")
+
+
+def ttl() -> float:
+    return settings.ATP_CACHE_SECONDS
+
+
+def enabled() -> bool:
+    return settings.ATP_CACHE_SECONDS > 0
+
+
+class _RedisStore:
+    """MGET and pipelined SETs straight on the Redis client of the "atp" cache: the hot read
+    skips Django's per-key key-making and validation, most of a cached read's CPU here."""
+
+    def __init__(self, backend):
+        self.client = backend._cache.get_client(None, write=True)
+
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        return {k: pickle.loads(v) for k, v in zip(keys, self.client.mget(keys), strict=True) if v is not None}
+
+    def set_many(self, data: dict[str, Any], timeout: float) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        seconds = max(1, round(timeout))  # Redis expiries are whole seconds
+        for k, v in data.items():
+            pipe.set(k, pickle.dumps(v, pickle.HIGHEST_PROTOCOL), ex=seconds)
+        pipe.execute()
+
+
+_stores: dict[str, Any] = {}
+
+
+def _cache():
+    backend = caches[ALIAS]
+    if not _shared():
+        return backend
+    store = _stores.get(ALIAS)
+    if store is None:
+        store = _stores[ALIAS] = _RedisStore(backend)
+    return store
+
+
+def _shared() -> bool:
+    return settings.CACHES[ALIAS]["BACKEND"].endswith("RedisCache")
+
+
+def _prefix() -> str:
+    # The database name keeps deployments (and parallel test databases) sharing a Redis apart.
+    return f"atp:{connection.settings_dict['NAME']}:{_state.epoch}:"
+
+
+def _available() -> bool:
+    return time.monotonic() >= _state.down_until
+
+
+def _failed(what: str, exc: Exception) -> None:
+    _state.down_until = time.monotonic() + OUTAGE_SECONDS
+    log.warning("atp cache %s failed (%s); answering uncached for %.0f s", what, exc.__class__.__name__, OUTAGE_SECONDS)
+
+
+# --- Invalidation (called by the inventory services) -------------------------------------------
+
+
+def stock_changed(item_ids: Iterable[int]) -> None:
+    """What these SKUs can promise changed (call inside the transaction that changes it)."""
+    if not enabled():
+        return
+    ids = set(item_ids)
+    if not ids:
+        return
+    now = time.time()
+    if len(ids) > MANY_SKUS:
+        _state.dirty_all = now
+        ids = {ALL}
+    else:
+        for item_id in ids:
+            _state.dirty[item_id] = now
+        if len(_state.dirty) > 50_000:  # forget marks older than any live entry
+            cutoff = now - ttl() - 1
+            _state.dirty = {k: v for k, v in _state.dirty.items() if v > cutoff}
+    transaction.on_commit(partial(_publish, _prefix(), ids))
+
+
+def config_changed() -> None:
+    """Channels, locations or items changed: every entry and local lookup is out of date."""
+    if not enabled():
+        return
+    _state.dirty_all = time.time()
+    _state.items.clear()
+    _state.channels.clear()
+    transaction.on_commit(partial(_publish, _prefix(), {ALL}))
+
+
+def _publish(prefix: str, ids: set) -> None:
+    if not _shared():  # process-local: the dirty marks already say it all; expire entries anyway
+        _bump(prefix, ids)
+        return
+    with _state.lock:
+        start = not _state.pending
+        _state.pending |= {(prefix, i) for i in ids}
+    if start:  # one flush covers every commit queued before it runs
+        _bumper.submit(_flush)
+
+
+def _flush() -> None:
+    with _state.lock:
+        todo, _state.pending = _state.pending, set()
+    by_prefix: dict[str, set] = {}
+    for prefix, item in todo:
+        by_prefix.setdefault(prefix, set()).add(item)
+    for prefix, ids in by_prefix.items():
+        _bump(prefix, ids)
+
+
+def _bump(prefix: str, ids: set) -> None:
+    try:
+        _cache().set_many({f"{prefix}g:{i}": random.getrandbits(62) for i in ids}, timeout=GENERATION_SECONDS)
+    except Exception as exc:  # Redis down: entries it holds expire within the TTL anyway
+        _failed("invalidation", exc)
+
+
+def reset() -> None:
+    """Start from an empty cache in this process (tests: ids are reused between tests)."""
+    _state.epoch = f"{random.getrandbits(40):x}"
+    _state.dirty.clear()
+    _state.dirty_all = 0.0
+    _state.down_until = 0.0
+    _state.items.clear()
+    _state.channels.clear()
+    _state.seen_all = None
+
+
+# --- Reads -------------------------------------------------------------------------------------
+
+
+class Lookup:
+    """One round trip: the generations of the SKUs and the global one, and the entries."""
+
+    def __init__(self, channel_id: int, item_ids: list[int]):
+        self.channel_id = channel_id
+        self.started = time.time()
+        self.prefix = _prefix()
+        self.hits: dict[int, Any] = {}
+        self.generations: dict[Any, Any] = {}
+        self.ok = enabled() and _available()
+        self.config_moved = False  # the caller's channel and items may be stale: look them up again
+        if not self.ok:
+            return
+        p = self.prefix
+        keys = [f"{p}g:{ALL}", *(f"{p}g:{i}" for i in item_ids), *(f"{p}a:{channel_id}:{i}" for i in item_ids)]
+        try:
+            found = _cache().get_many(keys)
+        except Exception as exc:
+            _failed("read", exc)
+            self.ok = False
+            return
+        everything = found.get(keys[0])
+        if everything != _state.seen_all:  # a configuration change somewhere: drop local lookups
+            _state.items.clear()
+            _state.channels.clear()
+            _state.seen_all = everything
+            self.config_moved = True
+        self.generations[ALL] = everything
+        dirty, dirty_all = _state.dirty, _state.dirty_all
+        for item_id in item_ids:
+            generation = found.get(f"{p}g:{item_id}")
+            self.generations[item_id] = generation
+            entry = found.get(f"{p}a:{channel_id}:{item_id}")
+            if (
+                entry is not None
+                and entry[0] == generation
+                and entry[1] == everything
+                and entry[2] > dirty_all
+                and entry[2] > dirty.get(item_id, 0.0)
+            ):
+                self.hits[item_id] = entry[3]
+
+    def store(self, values: dict[int, Any]) -> None:
+        """Keep freshly computed values under the generations read before computing them."""
+        if not self.ok or not values:
+            return
+        p, everything = self.prefix, self.generations[ALL]
+        entries = {
+            f"{p}a:{self.channel_id}:{item_id}": (self.generations[item_id], everything, self.started, value)
+            for item_id, value in values.items()
+            if item_id in self.generations
+        }
+        try:
+            _cache().set_many(entries, timeout=max(1.0, ttl()))
+        except Exception as exc:
+            _failed("write", exc)
+
+
+def _local_lifetime() -> float:
+    # A configuration change anywhere clears these at the next read (the global generation);
+    # the lifetime only bounds what a lost bump (Redis down) could leave behind.
+    return max(60.0, ttl())
+
+
+def local_item(sku: str) -> tuple[int, bool] | None:
+    """(item id, active) for a SKU looked up recently in this process."""
+    hit = _state.items.get(sku)
+    if hit is None or time.monotonic() - hit[2] > _local_lifetime():
+        return None
+    return hit[0], hit[1]
+
+
+def remember_items(items: dict[str, tuple[int, bool]]) -> None:
+    if not enabled():
+        return
+    now = time.monotonic()
+    if len(_state.items) > 200_000:
+        _state.items.clear()
+    for sku, (item_id, active) in items.items():
+        _state.items[sku] = (item_id, active, now)
+
+
+def local_channel(code: str):
+    hit = _state.channels.get(code)
+    if hit is None or time.monotonic() - hit[1] > _local_lifetime():
+        return None
+    return hit[0]
+
+
+def remember_channel(channel) -> None:
+    if enabled():
+        _state.channels[channel.code] = (channel, time.monotonic())
+
+
+# --- Configuration changes ---------------------------------------------------------------------
+
+
+def _on_config_saved(sender, instance, created=False, **kwargs) -> None:
+    if not created:  # a new channel, location or SKU changes no figure until it is linked or stocked
+        config_changed()
+
+
+def _on_config_deleted(sender, instance, **kwargs) -> None:
+    config_changed()
+
+
+def _on_channel_locations(sender, instance, action, **kwargs) -> None:
+    if action in ("post_add", "post_remove", "post_clear"):
+        config_changed()
+
+
+def connect_signals() -> None:
+    """Channels, locations and items are edited in the admin and the CSV import as plain model
+    saves, not through services, so their saves are what tells the cache (not business logic)."""
+    from django.db.models.signals import m2m_changed, post_delete, post_save
+
+    from .models import Channel, Item, Location
+
+    for model in (Channel, Location, Item):
+        post_save.connect(_on_config_saved, sender=model, dispatch_uid=f"atp-{model.__name__}-saved")
+        post_delete.connect(_on_config_deleted, sender=model, dispatch_uid=f"atp-{model.__name__}-deleted")
+    m2m_changed.connect(_on_channel_locations, sender=Channel.locations.through, dispatch_uid="atp-channel-locations")

@@ -1,0 +1,255 @@
+"""The ATP cache behind GET /api/v1/availability/: same answer as the exact selector, and every
+stock, supply or configuration change is seen by the next read (inventory/atp_cache.py)."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from unittest import mock
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from inventory import atp_cache
+from inventory.api.views import AvailabilityView
+from inventory.selectors import cached_channel_availability, channel_availability
+from inventory.services import Adjustment, SupplyLine, stock_adjust, stock_release, stock_reserve, supply_upsert
+from oms import auth
+from oms.actor import Actor
+from oms.services import api_key_create, api_key_revoke
+
+ACTOR = Actor.system("test")
+URL = "/api/v1/availability/?skus=A,B&channel=web"
+
+
+def available(api, sku="A", url=URL):
+    r = api.get(url)
+    assert r.status_code == 200, r.content
+    return {i["sku"]: i for i in r.json()["items"]}[sku]["available"]
+
+
+def settle():
+    """Wait for the background invalidation of committed changes (shared cache only)."""
+    atp_cache._bumper.submit(lambda: None).result(timeout=5)
+
+
+def test_answer_equals_the_exact_selector_and_a_repeat_costs_no_query(api, stocked):
+    web = stocked["web"]
+    exact = channel_availability(channel=web, skus=["A", "B"])
+    r = api.get(URL)
+    assert (
+        r.json()
+        == exact
+        == {
+            "channel": "web",
+            "items": [{"sku": "A", "available": 7, "incoming": []}, {"sku": "B", "available": 5, "incoming": []}],
+        }
+    )
+    with CaptureQueriesContext(connection) as queries:
+        assert api.get(URL).json() == exact
+    assert len(queries) == 0, [q["sql"] for q in queries]  # key, channel, SKUs and figures all cached
+
+
+def test_fast_path_renders_the_same_bytes_and_headers_as_the_drf_view(api, stocked):
+    fast = api.get(URL)
+    with mock.patch("inventory.api.views._fast_availability", return_value=None):
+        full = api.get(URL)
+    assert fast.content == full.content
+    headers = lambda r: {k: v for k, v in r.items() if k != "X-Request-ID"}  # noqa: E731
+    assert headers(fast) == headers(full)
+    assert AvailabilityView.as_view().cls is AvailabilityView  # still documented in the schema
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (
+            lambda n: stock_adjust(
+                adjustments=[Adjustment(n["dc1"], n["item"], "count", delta=4)], actor=ACTOR, source="t"
+            ),
+            11,
+        ),
+        (lambda n: stock_reserve(lines=[_line(n["dc1"], n["item"], 3)], actor=ACTOR, reference="r"), 4),
+        (lambda n: _reserve_then_release(n), 7),
+    ],
+    ids=["adjustment", "reservation", "release"],
+)
+def test_a_stock_change_is_seen_by_the_next_read(api, stocked, change, expected):
+    assert available(api) == 7
+    change(stocked)
+    assert available(api) == expected
+    assert available(api) == expected  # and cached again
+
+
+def _line(location, item, quantity):
+    from inventory.services import StockLine
+
+    return StockLine(location.pk, item.pk, quantity)
+
+
+def _reserve_then_release(n):
+    stock_reserve(lines=[_line(n["dc1"], n["item"], 2)], actor=ACTOR, reference="r")
+    stock_release(lines=[_line(n["dc1"], n["item"], 2)], actor=ACTOR, reference="r")
+
+
+def test_api_writes_are_seen_cart_and_order(api, stocked, order_body, no_routing):
+    assert available(api) == 7
+    r = api.post(
+        "/api/v1/reservations/",
+        {"channel": "web", "key": "cart-1", "lines": [{"sku": "A", "quantity": 2}], "ttl_seconds": 300},
+        format="json",
+    )
+    assert r.status_code == 201, r.content
+    assert available(api) == 5
+    assert api.post("/api/v1/orders/", order_body(), format="json").status_code == 201  # 3 × A, 1 × B
+    assert available(api) == 2
+    assert available(api, "B") == 4
+    assert api.delete("/api/v1/reservations/cart-1/?channel=web").status_code in (200, 204)
+    assert available(api) == 4
+
+
+def test_incoming_supply_and_safety_stock_are_seen(api, stocked):
+    assert available(api) == 7
+    supply_upsert(
+        lines=[SupplyLine(stocked["dc1"], stocked["item"], 20, date(2030, 1, 2), "PO-1")],
+    )
+    r = api.get(URL).json()["items"][0]
+    assert r["incoming"] == [{"location": "DC1", "quantity": 20, "expected_date": "2030-01-02"}]
+    from inventory.models import Stock
+    from inventory.services import stock_set_safety_stock
+
+    row = Stock.objects.get(location=stocked["dc1"], item=stocked["item"])
+    stock_set_safety_stock(stock_id=row.pk, safety_stock=2, actor=ACTOR)
+    assert available(api) == 5
+
+
+def test_configuration_changes_are_seen(api, stocked):
+    assert available(api) == 7
+    web = stocked["web"]
+    web.safety_buffer = 1
+    web.save()
+    assert available(api) == 5  # one unit held back at each of DC1 and STORE1
+    stocked["store"].active = False
+    stocked["store"].save()
+    assert available(api) == 4
+    web.locations.remove(stocked["dc1"])
+    assert available(api) == 0
+    web.locations.add(stocked["dc1"])
+    item = stocked["item"]
+    item.active = False
+    item.save()
+    r = api.get(URL).json()["items"][0]
+    assert r == {"sku": "A", "available": 0, "inactive": True, "incoming": []}
+
+
+def test_a_change_committed_by_another_process_invalidates_the_entry(api, stocked):
+    """Another process's change arrives only as new generations in the shared cache."""
+    item = stocked["item"]
+    assert available(api) == 7
+    # Written behind this process's back (no local mark), then published as another process would.
+    from inventory.models import Stock
+
+    Stock.objects.filter(location=stocked["dc1"], item=item).update(on_hand=1)
+    assert available(api) == 7  # nothing told this process yet: the entry stands
+    atp_cache._publish(atp_cache._prefix(), {item.pk})
+    settle()
+    assert available(api) == 3
+
+
+def test_an_entry_computed_before_a_commit_is_not_served_after_it(stocked):
+    """The race: a reader takes the generations, a writer commits and bumps, the reader stores
+    what it read before the commit. That entry must not be served."""
+    web, item = stocked["web"], stocked["item"]
+    lookup = atp_cache.Lookup(web.pk, [item.pk])
+    assert lookup.hits == {}
+    atp_cache._publish(atp_cache._prefix(), {item.pk})  # the writer's bump after its commit
+    settle()
+    lookup.store({item.pk: (999, [])})  # the reader's stale figure, under the old generation
+    assert atp_cache.Lookup(web.pk, [item.pk]).hits == {}
+    assert cached_channel_availability(channel=web, skus=["A"])["items"][0]["available"] == 7
+
+
+def test_entries_expire_after_the_ttl(api, stocked, settings):
+    settings.ATP_CACHE_SECONDS = 1
+    assert available(api) == 7
+    from inventory.models import Stock
+
+    Stock.objects.filter(location=stocked["dc1"], item=stocked["item"]).update(on_hand=1)  # not via a service
+    assert available(api) == 7
+    time.sleep(1.2)
+    assert available(api) == 3
+
+
+def test_ttl_zero_turns_the_cache_off(api, stocked, settings):
+    settings.ATP_CACHE_SECONDS = 0
+    from inventory.models import Stock
+
+    assert available(api) == 7
+    Stock.objects.filter(location=stocked["dc1"], item=stocked["item"]).update(on_hand=1)
+    assert available(api) == 3
+
+
+def test_cache_outage_answers_exactly(api, stocked, caplog):
+    broken = mock.Mock()
+    broken.get_many.side_effect = ConnectionError("redis down")
+    with mock.patch("inventory.atp_cache._cache", return_value=broken):
+        assert available(api) == 7
+        stock_adjust(
+            adjustments=[Adjustment(stocked["dc1"], stocked["item"], "count", delta=1)], actor=ACTOR, source="t"
+        )
+        assert available(api) == 8
+    assert "atp cache read failed" in caplog.text
+    assert broken.get_many.call_count == 1  # then left alone for OUTAGE_SECONDS
+
+
+def test_detail_near_and_pickup_here_stay_exact(api, stocked):
+    assert available(api) == 7
+    from inventory.models import Stock
+
+    Stock.objects.filter(location=stocked["dc1"], item=stocked["item"]).update(on_hand=1)  # behind the cache
+    assert available(api, url=URL + "&detail=locations") == 3
+    assert available(api, url="/api/v1/availability/?skus=A&channel=web&location=DC1") == 1
+    r = api.get("/api/v1/availability/breakdown/?sku=A&channel=web")
+    assert r.json()["available"] == 3
+
+
+# --- API keys -----------------------------------------------------------------------------------
+
+
+def test_a_revoked_key_works_for_at_most_the_key_cache_ttl(stocked, settings):
+    settings.API_KEY_CACHE_SECONDS = 5
+    key, raw = api_key_create(name="k", scopes="inventory:read")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw}")
+    assert client.get(URL).status_code == 200
+    api_key_revoke(key=key)
+    assert client.get(URL).status_code == 200  # this process still holds it: the documented delay
+    assert client.get("/api/v1/items/").status_code == 200
+    later = time.monotonic() + 5.1
+    with mock.patch("oms.auth.time.monotonic", return_value=later):
+        r = client.get(URL)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "authentication_failed"
+        assert client.get("/api/v1/items/").status_code == 401
+
+
+def test_key_cache_off_refuses_a_revoked_key_at_once(stocked, settings):
+    settings.API_KEY_CACHE_SECONDS = 0
+    key, raw = api_key_create(name="k", scopes="inventory:read")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw}")
+    assert client.get(URL).status_code == 200
+    api_key_revoke(key=key)
+    assert client.get(URL).status_code == 401
+    assert auth._keys == {}
+
+
+def test_a_wrong_secret_with_a_cached_prefix_is_refused(stocked):
+    key, raw = api_key_create(name="k", scopes="inventory:read")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw}")
+    assert client.get(URL).status_code == 200
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw[:-2]}xx")
+    r = client.get(URL)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "authentication_failed"

@@ -44,6 +44,19 @@ def outbox_publish_event(event_type: str, data: dict[str, Any], *, ordering_key:
     return msg
 
 
+def outbox_revive(*, topic: str, payload: dict[str, Any]) -> int:
+    """Make undelivered messages of `topic` whose payload contains `payload` due now, with a
+    fresh set of attempts (a dead-lettered one comes back to life). Returns how many."""
+    count = (
+        OutboxMessage.objects.filter(topic=topic, status__in=[OutboxStatus.DEAD, OutboxStatus.PENDING])
+        .filter(**{f"payload__{key}": value for key, value in payload.items()})
+        .update(status=OutboxStatus.PENDING, attempts=0, next_attempt_at=timezone.now())
+    )
+    if count:
+        transaction.on_commit(_kick_relay)
+    return count
+
+
 _kick_pending = threading.Event()
 
 

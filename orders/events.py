@@ -12,6 +12,8 @@ from oms.outbox import outbox_publish_event
 from .models import CustomerNotification, Order, OrderEvent
 from .notifications import notify_customer
 
+REROUTED = "fulfillment.rerouted"  # its data names the location routing must not go back to
+
 
 def order_summary(order: Order) -> dict[str, Any]:
     return {
@@ -319,3 +321,24 @@ def shipment_label(
 
 def order_completed(order: Order, actor: Actor) -> OrderEvent:
     return _record(order, "order.completed", "Order completed", actor, {}, webhook="order.completed")
+
+
+def fulfillment_rerouted(order: Order, actor: Actor, *, fulfillment, reason: str, lines: list[dict]) -> OrderEvent:
+    what = ", ".join(f"{line['sku']} × {line['quantity']}" for line in lines)
+    return _record(
+        order,
+        REROUTED,
+        f"Re-routed {what} away from {fulfillment.location.code}: {reason}",
+        actor,
+        {
+            "fulfillment": fulfillment.pk,
+            "location": fulfillment.location.code,
+            "location_id": fulfillment.location_id,
+            "reason": reason,
+            "lines": lines,
+        },
+    )
+
+
+def routing_requested(order: Order, actor: Actor) -> OrderEvent:
+    return _record(order, "routing.requested", "Routing asked to try again", actor, {})

@@ -24,6 +24,8 @@ from .carriers.models import (  # noqa: F401
 
 
 class Customer(models.Model):
+    # On PostgreSQL, trigram indexes on UPPER(name), email and phone_digits serve the console's
+    # "contains" searches (orders/migrations/0008_console_search_indexes.py).
     email = models.EmailField(unique=True, help_text="Stored lower-cased.")
     name = models.CharField(max_length=200, blank=True)
     phone = models.CharField(max_length=40, blank=True)
@@ -124,6 +126,8 @@ class Order(FSMModelMixin, models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"]),
             models.Index(fields=["channel", "created_at"]),
+            # console search: a channel order id without its channel
+            models.Index(fields=["external_id"], name="order_external_id_idx"),
         ]
 
     def __str__(self) -> str:
@@ -460,6 +464,8 @@ class Fulfillment(FSMModelMixin, models.Model):
         indexes = [
             models.Index(fields=["location", "status"]),
             models.Index(fields=["location", "created_at"]),
+            # the console's queue of rejected fulfilments (few rows have a rejection reason)
+            models.Index(fields=["-updated_at"], condition=~Q(rejection_reason=""), name="fulfillment_rejected_idx"),
             # the SLA sweeps: overdue by status, uncollected pickups by expiry
             models.Index(fields=["status", "due_at"], name="fulfillment_status_due_idx"),
             models.Index(fields=["status", "pickup_expires_at"], name="fulfillment_status_expiry_idx"),

@@ -29,7 +29,7 @@ from inventory.services import (
 )
 from oms.actor import Actor
 from oms.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
-from oms.outbox import outbox_enqueue_task
+from oms.outbox import outbox_enqueue_task, outbox_revive
 
 from . import events, sla
 from .carriers.adapters import Label
@@ -49,6 +49,7 @@ from .models import (
     HoldRule,
     HoldType,
     Order,
+    OrderEvent,
     OrderHold,
     OrderLine,
     OrderStatus,
@@ -798,12 +799,13 @@ def units_to_route(order: Order, lines: Sequence[OrderLine]) -> dict[int, int]:
 
 
 def excluded_locations(order: Order) -> set[int]:
-    """Locations that rejected (some of) this order: routing does not go back to them."""
-    return set(
-        FulfillmentLine.objects.filter(fulfillment__order=order, quantity_rejected__gt=0).values_list(
-            "fulfillment__location_id", flat=True
-        )
+    """Locations that rejected (some of) this order, or that a user took a fulfilment away from:
+    routing does not go back to them."""
+    rejected = FulfillmentLine.objects.filter(fulfillment__order=order, quantity_rejected__gt=0).values_list(
+        "fulfillment__location_id", flat=True
     )
+    rerouted = OrderEvent.objects.filter(order=order, type=events.REROUTED).values_list("data__location_id", flat=True)
+    return set(rejected) | {int(pk) for pk in rerouted if pk is not None}
 
 
 @transaction.atomic
@@ -1285,6 +1287,97 @@ def fulfillment_mark_sent(*, fulfillment_id: int, actor: Actor) -> Fulfillment:
         fulfillment.save(update_fields=["status", "updated_at"])
         events.fulfillment_changed(order, actor, fulfillment=fulfillment, what="sent")
     return fulfillment
+
+
+# --- Customer service: re-route, resend, route again ------------------------------------------
+
+REROUTABLE = REJECTABLE  # once picking has started, the location has to be asked instead
+
+
+@transaction.atomic
+def fulfillment_reroute(*, fulfillment_id: int, reason: str, actor: Actor) -> Fulfillment:
+    """Take the open units of a fulfilment away from its location (a user's decision, not a
+    rejection: the location's rejection rate is untouched), release their stock there, keep the
+    location out of this order's routing and route those units again."""
+    order, fulfillment = _lock_order_and_fulfillment(fulfillment_id)
+    if fulfillment.status not in REROUTABLE:
+        raise InvalidTransition(
+            f"Fulfilment {fulfillment.pk} is {fulfillment.get_status_display().lower()}; "
+            "it can only be re-routed before picking starts."
+        )
+    if not reason.strip():
+        raise ValidationFailed("A reason is required.", fields={"reason": "This field is required."})
+    flines = list(fulfillment.lines.select_for_update().select_related("line"))
+    order_lines = {line.pk: line for line in _locked_lines(order)}
+    moved = []
+    for fl in flines:
+        units = fl.quantity_open
+        if not units:
+            continue
+        line = order_lines[fl.line_id]
+        allocation = Allocation.objects.select_for_update().get(line=line, location=fulfillment.location)
+        stock_release(
+            lines=[StockLine(fulfillment.location_id, line.item_id, units)],
+            actor=actor,
+            reference=f"order:{order.number}",
+        )
+        allocation.quantity -= units
+        if allocation.quantity:
+            allocation.save(update_fields=["quantity"])
+        else:
+            allocation.delete()
+        line.quantity_allocated -= units
+        fl.quantity -= units
+        fl.save(update_fields=["quantity"])
+        moved.append({"line_id": line.pk, "sku": line.sku, "quantity": units})
+    if not moved:
+        raise InvalidTransition(f"Fulfilment {fulfillment.pk} has nothing left to re-route.")
+    OrderLine.objects.bulk_update(list(order_lines.values()), ["quantity_allocated"])
+    # What already left this location stays a (shipped) fulfilment; otherwise nothing is left of it.
+    if any(fl.quantity_shipped for fl in flines):
+        fulfillment.ship()
+    else:
+        fulfillment.cancel()
+    fulfillment.save(update_fields=["status", "updated_at"])
+    if order.status != OrderStatus.ON_HOLD:
+        order.recompute(_status_after_change(order, list(order_lines.values())))
+        order.save(update_fields=["status", "updated_at"])
+        request_routing(order)
+    events.fulfillment_rerouted(order, actor, fulfillment=fulfillment, reason=reason.strip(), lines=moved)
+    return fulfillment
+
+
+@transaction.atomic
+def fulfillment_resend(*, fulfillment_id: int, actor: Actor) -> Fulfillment:
+    """Send a fulfilment request to its partner again: the dead-lettered (or still retrying)
+    message is due now with a fresh set of attempts; a new one is written if none is left."""
+    order, fulfillment = _lock_order_and_fulfillment(fulfillment_id)
+    if fulfillment.location.connector != Location.Connector.WEBHOOK:
+        raise InvalidTransition(f"{fulfillment.location.code} takes work from its queue; there is nothing to resend.")
+    if fulfillment.status != FulfillmentStatus.CREATED:
+        raise InvalidTransition(
+            f"Fulfilment {fulfillment.pk} is {fulfillment.get_status_display().lower()}: "
+            f"{fulfillment.location.code} already has it."
+        )
+    revived = outbox_revive(topic="orders.send_fulfillment", payload={"fulfillment_id": fulfillment.pk})
+    if not revived:
+        outbox_enqueue_task("orders.send_fulfillment", fulfillment_id=fulfillment.pk)
+    events.fulfillment_changed(order, actor, fulfillment=fulfillment, what="resent")
+    return fulfillment
+
+
+@transaction.atomic
+def order_route_again(*, order_number: str, actor: Actor) -> Order:
+    """Ask routing to try again now (stock may have arrived, a message may have died)."""
+    order = _lock(order_number)
+    if order.status not in ROUTABLE:
+        raise InvalidTransition(f"Order {order.number} is {order.get_status_display().lower()}; it is not routed.")
+    if not units_to_route(order, _locked_lines(order)):
+        raise InvalidTransition(f"Every open unit of order {order.number} is already in a fulfilment.")
+    if not outbox_revive(topic="routing.route_order", payload={"order_number": order.number}):
+        request_routing(order)
+    events.routing_requested(order, actor)
+    return order
 
 
 # --- Store work: picking, packing, pickup codes ------------------------------------------------

@@ -11,7 +11,7 @@ from django.utils import timezone
 from inventory.models import Channel
 from oms.actor import Actor
 from oms.errors import InsufficientStock, InvalidTransition, ValidationFailed
-from orders.models import Order, OrderLine
+from orders.models import Fulfillment, Order, OrderLine
 from orders.services import StalePlan, excluded_locations, order_apply_routing, units_to_route
 
 from . import engine, selectors
@@ -85,6 +85,18 @@ def route_backorders(*, item_ids: list[int] | None) -> int:
         if route_order(order_number=number, actor=Actor.for_task("routing.route_backorders")):
             routed += 1
     return routed
+
+
+def simulate_reroute(*, fulfillment: Fulfillment) -> engine.Plan:
+    """Where the open units of `fulfillment` would go if they were taken from its location now
+    (read-only: what `orders.services.fulfillment_reroute` followed by routing would do)."""
+    order = fulfillment.order
+    todo = {fl.line_id: fl.quantity_open for fl in fulfillment.lines.all() if fl.quantity_open}
+    lines = list(OrderLine.objects.filter(order=order, pk__in=todo).select_related("item"))
+    candidates = selectors.candidates(order.channel, {line.item_id for line in lines})
+    excluded = excluded_locations(order) | {fulfillment.location_id}
+    order_in = selectors.order_in(order, todo, lines, excluded)
+    return engine.route(order_in, candidates, selectors.active_profile(order.channel))
 
 
 def simulate(*, channel: Channel, order_in: engine.OrderIn, profile: engine.ProfileIn) -> engine.Plan:

@@ -255,8 +255,8 @@ def build_catalogue() -> list[Item]:
 DEMO_USERS = [
     # username (= password), role shown in the banner, group, superuser
     ("admin", "superuser: everything", None, True),
-    ("csr", "CSR: read-only console", CSR, False),
-    ("supervisor", "Supervisor: CSR + adjust stock", SUPERVISOR, False),
+    ("csr", "CSR: the console (cancel, hold, returns, small appeasements)", CSR, False),
+    ("supervisor", "Supervisor: CSR + overrides, large appeasements, adjust stock", SUPERVISOR, False),
     ("merchant", "Merchant: configure network, catalogue, API keys", MERCHANT, False),
     ("store", "Store associate: the store app for STORE-CHI-02 and STORE-CHI-01", STORE_ASSOCIATE, False),
 ]
@@ -497,6 +497,7 @@ class Command(BaseCommand):
         )
         out.write("")
         out.write("URLs (after `python manage.py runserver`):")
+        out.write(f"  CSR console          {BASE_URL}/console/")
         out.write(f"  Admin / back office  {BASE_URL}/admin/")
         out.write(f"  Store app            {BASE_URL}/store/   (log in as store / store)")
         out.write(f"  API docs (Swagger)   {BASE_URL}/api/docs/")

@@ -949,6 +949,22 @@ def _check_requested(fulfillment: Fulfillment, flines: dict, wanted: dict[int, i
             )
 
 
+def _reduce_allocation(
+    line: OrderLine, location_id: int, units: int, *, actor: Actor | None = None, reference: str = ""
+) -> None:
+    """Take `units` off what a line holds at a location, deleting the allocation when it
+    empties. With an actor the stock goes back too; a shipment commits it instead."""
+    allocation = Allocation.objects.select_for_update().get(line=line, location_id=location_id)
+    if actor is not None:
+        stock_release(lines=[StockLine(location_id, line.item_id, units)], actor=actor, reference=reference)
+    allocation.quantity -= units
+    if allocation.quantity:
+        allocation.save(update_fields=["quantity"])
+    else:
+        allocation.delete()
+    line.quantity_allocated -= units
+
+
 def _lock_order_and_fulfillment(fulfillment_id: int) -> tuple[Order, Fulfillment]:
     """Order first, then fulfilment: the lock order every order service uses (no deadlocks)."""
     number = Fulfillment.objects.filter(pk=fulfillment_id).values_list("order__number", flat=True).first()
@@ -986,18 +1002,7 @@ def _reject_locked(
         fl.quantity_rejected += quantity
         fl.save(update_fields=["quantity_rejected"])
         line = order_lines[line_id]
-        allocation = Allocation.objects.select_for_update().get(line=line, location=fulfillment.location)
-        stock_release(
-            lines=[StockLine(fulfillment.location_id, line.item_id, quantity)],
-            actor=actor,
-            reference=f"order:{order.number}",
-        )
-        allocation.quantity -= quantity
-        if allocation.quantity:
-            allocation.save(update_fields=["quantity"])
-        else:
-            allocation.delete()
-        line.quantity_allocated -= quantity
+        _reduce_allocation(line, fulfillment.location_id, quantity, actor=actor, reference=f"order:{order.number}")
         released.append({"sku": line.sku, "quantity": quantity})
     OrderLine.objects.bulk_update(list(order_lines.values()), ["quantity_allocated"])
     if all(fl.quantity_open == 0 for fl in flines.values()):
@@ -1063,13 +1068,7 @@ def _hand_over(
         fl, line = flines[line_id], order_lines[line_id]
         fl.quantity_shipped += quantity
         fl.save(update_fields=["quantity_shipped"])
-        allocation = Allocation.objects.select_for_update().get(line=line, location=fulfillment.location)
-        allocation.quantity -= quantity
-        if allocation.quantity:
-            allocation.save(update_fields=["quantity"])
-        else:
-            allocation.delete()
-        line.quantity_allocated -= quantity
+        _reduce_allocation(line, fulfillment.location_id, quantity)  # the shipment commits the stock
         line.quantity_shipped += quantity
         value += line.value_of(quantity)
         moved.append((fl, quantity))
@@ -1315,18 +1314,7 @@ def fulfillment_reroute(*, fulfillment_id: int, reason: str, actor: Actor) -> Fu
         if not units:
             continue
         line = order_lines[fl.line_id]
-        allocation = Allocation.objects.select_for_update().get(line=line, location=fulfillment.location)
-        stock_release(
-            lines=[StockLine(fulfillment.location_id, line.item_id, units)],
-            actor=actor,
-            reference=f"order:{order.number}",
-        )
-        allocation.quantity -= units
-        if allocation.quantity:
-            allocation.save(update_fields=["quantity"])
-        else:
-            allocation.delete()
-        line.quantity_allocated -= units
+        _reduce_allocation(line, fulfillment.location_id, units, actor=actor, reference=f"order:{order.number}")
         fl.quantity -= units
         fl.save(update_fields=["quantity"])
         moved.append({"line_id": line.pk, "sku": line.sku, "quantity": units})
@@ -1520,14 +1508,7 @@ def fulfillment_expire(*, fulfillment_id: int, actor: Actor, now: datetime | Non
         if not units:
             continue
         line = by_id[fl.line_id]
-        allocation = Allocation.objects.select_for_update().get(line=line, location=fulfillment.location)
-        stock_release(lines=[StockLine(fulfillment.location_id, line.item_id, units)], actor=actor, reference=reference)
-        allocation.quantity -= units
-        if allocation.quantity:
-            allocation.save(update_fields=["quantity"])
-        else:
-            allocation.delete()
-        line.quantity_allocated -= units
+        _reduce_allocation(line, fulfillment.location_id, units, actor=actor, reference=reference)
         line.quantity_cancelled += units
         value += line.value_of(units)
         cancelled.append(

@@ -142,3 +142,29 @@ def relay_outbox(*, batch: int = 200) -> int:
             msg.save(update_fields=["status", "last_error", "next_attempt_at", "delivered_at"])
         if len(due) < batch:
             return delivered
+
+
+def retry_or_dead_letter(task, *, topic: str, payload: dict[str, Any], exc: Exception, what: str) -> None:
+    """A task started from the outbox failed in a way worth retrying (the far end is down).
+
+    In-process the exception goes back to the outbox message, which retries. On a worker the
+    outbox has already handed the task over, so the task retries itself with backoff, and after
+    OUTBOX_MAX_ATTEMPTS it is recorded as a dead outbox message: visible, retryable by hand."""
+    if task.request.is_eager:
+        raise exc
+    attempt = task.request.retries + 1
+    error = f"{exc.__class__.__name__}: {exc}"[:2000]
+    if attempt >= settings.OUTBOX_MAX_ATTEMPTS:
+        OutboxMessage.objects.create(
+            kind=OutboxMessage.Kind.TASK,
+            topic=topic,
+            payload=payload,
+            status=OutboxStatus.DEAD,
+            attempts=attempt,
+            last_error=error,
+        )
+        log.error("%s dead-lettered after %s attempts: %s", what, attempt, error)
+        return
+    delay = backoff(attempt).total_seconds()
+    log.warning("%s attempt %s failed, retrying in %.1fs: %s", what, attempt, delay, error)
+    raise task.retry(countdown=delay) from None

@@ -28,8 +28,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
 from oms.actor import Actor
-from oms.models import OutboxMessage, OutboxStatus
-from oms.outbox import backoff
+from oms.outbox import retry_or_dead_letter
 from oms.webhooks import sign
 
 from . import services
@@ -49,26 +48,13 @@ def send_fulfillment(self, fulfillment_id: int) -> None:
     try:
         _send_fulfillment(fulfillment_id)
     except (PartnerRefused, OSError) as exc:  # OSError: refused connection, timeout, DNS
-        if self.request.is_eager:
-            raise  # the outbox message retries it
-        attempt = self.request.retries + 1
-        error = f"{exc.__class__.__name__}: {exc}"[:2000]
-        if attempt >= settings.OUTBOX_MAX_ATTEMPTS:
-            OutboxMessage.objects.create(
-                kind=OutboxMessage.Kind.TASK,
-                topic="orders.send_fulfillment",
-                payload={"fulfillment_id": fulfillment_id},
-                status=OutboxStatus.DEAD,
-                attempts=attempt,
-                last_error=error,
-            )
-            log.error("fulfilment %s request dead-lettered after %s attempts: %s", fulfillment_id, attempt, error)
-            return
-        delay = backoff(attempt).total_seconds()
-        log.warning(
-            "fulfilment %s request attempt %s failed, retrying in %.1fs: %s", fulfillment_id, attempt, delay, error
+        retry_or_dead_letter(
+            self,
+            topic="orders.send_fulfillment",
+            payload={"fulfillment_id": fulfillment_id},
+            exc=exc,
+            what=f"fulfilment {fulfillment_id} request",
         )
-        raise self.retry(countdown=delay) from None
 
 
 def _send_fulfillment(fulfillment_id: int) -> None:
@@ -121,22 +107,13 @@ def send_customer_notification(self, notification_id: int) -> None:
     try:
         notification_send(notification_id=notification_id)
     except (SMTPException, OSError) as exc:  # OSError: refused connection, timeout, DNS
-        if self.request.is_eager:
-            raise
-        attempt = self.request.retries + 1
-        error = f"{exc.__class__.__name__}: {exc}"[:2000]
-        if attempt >= settings.OUTBOX_MAX_ATTEMPTS:
-            OutboxMessage.objects.create(
-                kind=OutboxMessage.Kind.TASK,
-                topic="orders.send_customer_notification",
-                payload={"notification_id": notification_id},
-                status=OutboxStatus.DEAD,
-                attempts=attempt,
-                last_error=error,
-            )
-            log.error("customer notification %s dead-lettered after %s attempts: %s", notification_id, attempt, error)
-            return
-        raise self.retry(countdown=backoff(attempt).total_seconds()) from None
+        retry_or_dead_letter(
+            self,
+            topic="orders.send_customer_notification",
+            payload={"notification_id": notification_id},
+            exc=exc,
+            what=f"customer notification {notification_id}",
+        )
 
 
 # --- SLA beat tasks (CELERY_BEAT_SCHEDULE) -----------------------------------------------------

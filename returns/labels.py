@@ -82,17 +82,6 @@ def _customer(order) -> Address | None:
     )
 
 
-def _location(location) -> Address:
-    return Address(
-        name=location.name,
-        line1=location.address_line1,
-        city=location.city,
-        region=location.region,
-        postal_code=location.postal_code,
-        country=location.country,
-    )
-
-
 def _parcel(rma: Return) -> Parcel:
     grams = sum(
         (line.order_line.item.weight_grams or DEFAULT_UNIT_GRAMS) * line.quantity
@@ -121,7 +110,7 @@ def label_create(*, return_id: int) -> Return:
         label = adapter.create_label(
             LabelRequest(
                 ship_from=ship_from,
-                ship_to=_location(rma.location),
+                ship_to=Address.of_location(rma.location),
                 parcel=_parcel(rma),
                 service=service,
                 reference=rma.number,

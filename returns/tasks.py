@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from oms.outbox import retry_or_dead_letter
 from orders.carriers.adapters import CarrierUnavailable
 from orders.payments.gateway import GatewayUnavailable
 
@@ -25,15 +26,18 @@ def send_refund(self, refund_id: int) -> str:
         raise self.retry(exc=exc, countdown=countdown, max_retries=None) from None
 
 
-@shared_task(name="returns.create_return_label", bind=True, ignore_result=True, acks_late=True)
+@shared_task(name="returns.create_return_label", bind=True, ignore_result=True, acks_late=True, max_retries=None)
 def create_return_label(self, return_id: int) -> None:
     try:
         labels.label_create(return_id=return_id)
     except CarrierUnavailable as exc:
-        if self.request.is_eager:
-            raise  # in-process: the outbox relay retries it with backoff
-        countdown = min(2 ** (self.request.retries + 1), 600)
-        raise self.retry(exc=exc, countdown=countdown, max_retries=8) from None
+        retry_or_dead_letter(
+            self,
+            topic="returns.create_return_label",
+            payload={"return_id": return_id},
+            exc=exc,
+            what=f"return {return_id} label",
+        )
 
 
 @shared_task(name="returns.void_return_label", ignore_result=True, acks_late=True)

@@ -72,6 +72,18 @@ class Address:
     line2: str = ""
     region: str = ""
 
+    @classmethod
+    def of_location(cls, location) -> Address:
+        """A store, warehouse or vendor (inventory.Location) as a label address."""
+        return cls(
+            name=location.name,
+            line1=location.address_line1,
+            city=location.city,
+            region=location.region,
+            postal_code=location.postal_code,
+            country=location.country,
+        )
+
     def as_dict(self) -> dict[str, str]:
         return {
             "name": self.name,

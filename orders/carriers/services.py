@@ -100,21 +100,10 @@ def _label_format(label_format: str) -> str:
     return label_format
 
 
-def _location_address(location) -> Address:
-    return Address(
-        name=location.name,
-        line1=location.address_line1,
-        city=location.city,
-        region=location.region,
-        postal_code=location.postal_code,
-        country=location.country,
-    )
-
-
 def _ship_to(fulfillment: Fulfillment) -> Address:
     """The customer, or the pickup store when the units are transferred there first."""
     if fulfillment.transfer_to_id:
-        return _location_address(fulfillment.transfer_to)
+        return Address.of_location(fulfillment.transfer_to)
     order = fulfillment.order
     return Address(
         name=order.ship_name,
@@ -181,7 +170,7 @@ def shipment_buy_label(
     adapter = adapter_for(carrier)
     label = adapter.create_label(
         LabelRequest(
-            ship_from=_location_address(fulfillment.location),
+            ship_from=Address.of_location(fulfillment.location),
             ship_to=_ship_to(fulfillment),
             parcel=_parcel(units),
             service=service,
@@ -272,7 +261,7 @@ def shipment_relabel(*, shipment_id: int, actor: Actor, service: str = "", label
     adapter = adapter_for(carrier)
     label = adapter.create_label(
         LabelRequest(
-            ship_from=_location_address(fulfillment.location),
+            ship_from=Address.of_location(fulfillment.location),
             ship_to=_ship_to(fulfillment),
             parcel=_parcel(units),
             service=service,

@@ -10,6 +10,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.db.models import F
 from django.http import HttpResponse
 from django.shortcuts import redirect
@@ -145,6 +146,7 @@ class LocationForm(forms.ModelForm):
 @admin.register(Location)
 class LocationAdmin(CsvImportMixin, admin.ModelAdmin):
     form = LocationForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # partner URLs are HTTPS
     list_display = [
         "code",
         "name",

@@ -667,6 +667,7 @@ def order_cancel(*, order_number: str, reason: str, actor: Actor, lines: Sequenc
             "payments": money.per_payment,
         },
     )
+    _complete_if_done(order, actor)  # the rest may already have reached the customer
     return order
 
 
@@ -1236,6 +1237,7 @@ def _complete_if_done(order: Order, actor: Actor) -> None:
     finished = {
         FulfillmentStatus.DELIVERED,
         FulfillmentStatus.PICKED_UP,
+        FulfillmentStatus.EXPIRED,
         FulfillmentStatus.REJECTED,
         FulfillmentStatus.CANCELLED,
     }
@@ -1544,6 +1546,7 @@ def fulfillment_expire(*, fulfillment_id: int, actor: Actor, now: datetime | Non
     reason = "not collected" + (f" within {days} day(s)" if days is not None else "") + " of being ready for pickup"
     events.fulfillment_expired(order, actor, fulfillment=fulfillment, reason=reason, lines=cancelled, refund=refund)
     events.order_cancelled(order, actor, reason=reason, lines=cancelled, full=full, refund=refund)
+    _complete_if_done(order, actor)  # the other fulfilments may already have reached the customer
     return True
 
 

@@ -131,6 +131,7 @@ def test_a_service_refusal_is_shown_in_the_panel(console, capture):
     dialog = page.locator("dialog#panel")
     dialog.locator("input[name=reason]").fill("Duplicate order")
     dialog.locator("#submit").click()
+    expect(dialog.locator("#confirm")).to_be_visible()  # the review was rendered before the change
     Order.objects.filter(number=number).update(status=OrderStatus.SHIPPED)  # shipped meanwhile
     dialog.locator("#confirm").click()
     expect(dialog.locator("#action-error")).to_contain_text("nothing is left to cancel")

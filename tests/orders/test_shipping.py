@@ -124,3 +124,32 @@ def test_shipping_bad_input_and_wrong_state(api, make_key, routed, stocked, unch
     with unchanged():
         assert api.post(url, {"carrier": "UPS", "tracking_number": "1"}, format="json").status_code == 409
     assert Payment.objects.get(order__number=number).amount_captured == 0
+
+
+def test_cancelling_the_backordered_rest_completes_an_order_whose_shipped_part_was_delivered(network, api, order_body):
+    from oms.actor import Actor
+    from orders import services
+
+    stock(network["dc1"], network["item"], 5)  # A in stock, B nowhere: B is backordered
+    r = api.post("/api/v1/orders/", order_body(allow_backorder=True), format="json")
+    assert r.status_code == 201, r.content
+    number = r.json()["number"]
+    actor = Actor.system("test")
+    (f,) = Fulfillment.objects.filter(order__number=number)
+    services.fulfillment_accept(fulfillment_id=f.pk, actor=actor)
+    services.fulfillment_ship(fulfillment_id=f.pk, actor=actor, carrier="UPS", tracking_number="1Z1")
+    services.fulfillment_deliver(fulfillment_id=f.pk, actor=actor)
+    assert Order.objects.get(number=number).status == "partially_shipped"
+
+    b = Order.objects.get(number=number).lines.get(sku="B")
+    services.order_cancel(
+        order_number=number, reason="customer gave up on B", actor=actor, lines=[services.CancelLine(b.pk, 1)]
+    )
+
+    order = Order.objects.get(number=number)
+    assert order.status == "completed"
+    assert list(order.events.order_by("id").values_list("type", flat=True))[-2:] == [
+        "order.cancelled",
+        "order.completed",
+    ]
+    assert ledger_mismatches() == []

@@ -257,6 +257,14 @@ class ReturnForm(forms.Form):
         return data
 
 
+# Short enough to sit under each quantity in the panel.
+SHORT_DISPOSITIONS = {
+    Disposition.RESTOCK: "Restock",
+    Disposition.WRITE_OFF: "Write off",
+    Disposition.RETURN_TO_VENDOR: "Return to vendor",
+}
+
+
 class ReceiveForm(forms.Form):
     """What arrived of each return line still expected, counted by condition
     (`qty_<return line id>_<condition>`), with what to do with sellable and damaged goods
@@ -286,7 +294,7 @@ class ReceiveForm(forms.Form):
                 allowed = DISPOSITIONS[condition]
                 if allowed != [Disposition.NONE]:
                     self.fields[f"disp_{rl.pk}_{condition}"] = forms.ChoiceField(
-                        choices=[(d, Disposition(d).label) for d in allowed],
+                        choices=[(d, SHORT_DISPOSITIONS[d]) for d in allowed],
                         initial=allowed[0],
                         required=False,
                         label=f"{rl.order_line.sku} {condition.label.lower()}: disposition",

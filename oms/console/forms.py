@@ -10,7 +10,8 @@ from django import forms
 from inventory.models import Channel, Location
 from orders.models import HoldType, OrderStatus
 from orders.services import AddressInput
-from returns.models import Appeasement, AppeasementReason, Return, ReturnReason
+from returns.models import Appeasement, AppeasementReason, Condition, Disposition, Return, ReturnReason
+from returns.services import DISPOSITIONS, ReceiveLineInput
 
 from .selectors import SORT_LABELS, SearchParams
 
@@ -254,6 +255,93 @@ class ReturnForm(forms.Form):
         if bool(data.get("exchange_sku")) != bool(data.get("exchange_quantity")):
             self.add_error("exchange_quantity", "Give both the SKU and the quantity, or neither.")
         return data
+
+
+# Short enough to sit under each quantity in the panel.
+SHORT_DISPOSITIONS = {
+    Disposition.RESTOCK: "Restock",
+    Disposition.WRITE_OFF: "Write off",
+    Disposition.RETURN_TO_VENDOR: "Return to vendor",
+}
+
+
+class ReceiveForm(forms.Form):
+    """What arrived of each return line still expected, counted by condition
+    (`qty_<return line id>_<condition>`), with what to do with sellable and damaged goods
+    (`disp_<return line id>_<condition>`, the condition's default first)."""
+
+    location = forms.ModelChoiceField(
+        queryset=Location.objects.filter(accepts_returns=True, active=True).order_by("code"),
+        to_field_name="code",
+        empty_label="Choose where it arrived",
+        label="Received at",
+        help_text="Only active locations that take returns.",
+    )
+
+    def __init__(self, *args, rma: Return, **kwargs):
+        kwargs.setdefault("initial", {"location": rma.location.code if rma.location_id else None})
+        super().__init__(*args, **kwargs)
+        self.lines = [rl for rl in rma.lines.all() if rl.quantity_outstanding > 0]
+        for rl in self.lines:
+            for condition in Condition:
+                self.fields[f"qty_{rl.pk}_{condition}"] = forms.IntegerField(
+                    required=False,
+                    min_value=0,
+                    max_value=rl.quantity_outstanding,
+                    label=f"{rl.order_line.sku} {condition.label.lower()}",
+                    widget=forms.NumberInput(attrs={"min": 0, "max": rl.quantity_outstanding, "class": "qty"}),
+                )
+                allowed = DISPOSITIONS[condition]
+                if allowed != [Disposition.NONE]:
+                    self.fields[f"disp_{rl.pk}_{condition}"] = forms.ChoiceField(
+                        choices=[(d, SHORT_DISPOSITIONS[d]) for d in allowed],
+                        initial=allowed[0],
+                        required=False,
+                        label=f"{rl.order_line.sku} {condition.label.lower()}: disposition",
+                    )
+
+    def line_fields(self):
+        """Per return line: (line, [(condition, quantity field, disposition field or None)])."""
+        out = []
+        for rl in self.lines:
+            cells = []
+            for condition in Condition:
+                disposition = f"disp_{rl.pk}_{condition}"
+                cells.append(
+                    (
+                        condition,
+                        self[f"qty_{rl.pk}_{condition}"],
+                        self[disposition] if disposition in self.fields else None,
+                    )
+                )
+            out.append((rl, cells))
+        return out
+
+    def clean(self):
+        data = super().clean()
+        self.rows: list[tuple[object, int, str, str]] = []  # (return line, quantity, condition, disposition)
+        for rl in self.lines:
+            total = 0
+            for condition in Condition:
+                quantity = data.get(f"qty_{rl.pk}_{condition}") or 0
+                if quantity:
+                    disposition = data.get(f"disp_{rl.pk}_{condition}") or DISPOSITIONS[condition][0]
+                    self.rows.append((rl, quantity, condition, disposition))
+                    total += quantity
+            if total > rl.quantity_outstanding:
+                self.add_error(
+                    f"qty_{rl.pk}_{Condition.SELLABLE}",
+                    f"{total} units counted but only {rl.quantity_outstanding} still expected.",
+                )
+        if not self.rows and not self.errors:
+            raise forms.ValidationError("Enter how many units of at least one line arrived (or are missing).")
+        return data
+
+    def receipt_lines(self) -> list[ReceiveLineInput]:
+        return [
+            ReceiveLineInput(line_id=rl.order_line_id, quantity=q, condition=c, disposition=d)
+            for rl, q, c, d in self.rows
+        ]
 
 
 class AppeasementForm(forms.Form):

@@ -17,6 +17,7 @@ ACT_ON_ORDERS = "orders.change_order"  # cancel, hold, release, address, note, r
 VIEW_CUSTOMERS = "orders.view_customer"
 VIEW_STOCK = "inventory.view_stock"  # inventory lookup
 CREATE_RETURN = "returns.add_return"  # returns and exchanges
+RECEIVE_RETURN = "returns.change_return"  # receive and inspect (as the returns admin's actions)
 APPEASE = "returns.add_appeasement"  # within the role's limit (the service enforces it)
 APPROVE_APPEASEMENT = "returns.approve_appeasement"  # supervisors
 # Any one of these marks a merchant: the console links them to the admin's configuration.

@@ -51,7 +51,15 @@ from orders.models import (
     ShipmentLine,
     TrackingEvent,
 )
-from returns.models import Appeasement, AppeasementStatus, Refund, Return, ReturnLine
+from returns.models import (
+    Appeasement,
+    AppeasementStatus,
+    Refund,
+    Return,
+    ReturnLine,
+    ReturnReceipt,
+    ReturnReceiptLine,
+)
 from routing.models import RoutingDecision
 
 PAGE_SIZE = 25
@@ -379,9 +387,16 @@ class OrderPage:
 
 
 MONEY_EVENTS = ("order.cancelled",)
-# A return with its lines (reason, order line), where it comes back to and its exchange order.
+# A return with its lines (reason, order line), where it comes back to, its exchange order and
+# its receipts (where, by whom, each row's condition and disposition).
 RETURNS = Return.objects.select_related("location", "exchange_order").prefetch_related(
-    Prefetch("lines", ReturnLine.objects.select_related("order_line", "reason"))
+    Prefetch("lines", ReturnLine.objects.select_related("order_line", "reason")),
+    Prefetch(
+        "receipts",
+        ReturnReceipt.objects.select_related("location").prefetch_related(
+            Prefetch("lines", ReturnReceiptLine.objects.select_related("return_line__order_line"))
+        ),
+    ),
 )
 
 
@@ -479,6 +494,16 @@ def order_for_action(number: str) -> Order | None:
         Order.objects.select_related("channel", "customer", "pickup_location")
         .prefetch_related(Prefetch("lines", OrderLine.objects.select_related("item")))
         .filter(number=number)
+        .first()
+    )
+
+
+def return_for_receiving(number: str, return_number: str) -> Return | None:
+    """One return of the order, with its lines and their order lines."""
+    return (
+        Return.objects.select_related("order__channel", "location")
+        .prefetch_related(Prefetch("lines", ReturnLine.objects.select_related("order_line").order_by("id")))
+        .filter(number=return_number, order__number=number)
         .first()
     )
 

@@ -20,6 +20,7 @@ urlpatterns = [
     path("orders/<str:number>/fulfilments/<int:fulfillment_id>/reroute/", views.reroute, name="reroute"),
     path("orders/<str:number>/fulfilments/<int:fulfillment_id>/resend/", views.resend, name="resend"),
     path("orders/<str:number>/return/", views.create_return, name="return"),
+    path("orders/<str:number>/returns/<str:return_number>/receive/", views.receive_return, name="receive"),
     path("orders/<str:number>/appease/", views.appease, name="appease"),
     path(
         "orders/<str:number>/appeasements/<int:appeasement_id>/<slug:decision>/",

@@ -30,7 +30,7 @@ from orders.models import Customer, HoldType, OrderStatus
 from returns import appeasements as appeasement_services
 from returns import services as return_services
 from returns.exchanges import ExchangeLineInput
-from returns.models import Appeasement, AppeasementStatus
+from returns.models import RECEIVABLE, Appeasement, AppeasementStatus, Condition, Disposition
 from returns.selectors import returnable
 from routing.services import simulate_reroute
 
@@ -40,6 +40,7 @@ from .permissions import (
     APPEASE,
     APPROVE_APPEASEMENT,
     CREATE_RETURN,
+    RECEIVE_RETURN,
     VIEW_CUSTOMERS,
     VIEW_ORDERS,
     VIEW_STOCK,
@@ -130,6 +131,8 @@ def order_detail(request, number: str):
             "order": page.order,
             "can_act": request.user.has_perm(ACT_ON_ORDERS),
             "can_return": request.user.has_perm(CREATE_RETURN),
+            "can_receive": request.user.has_perm(RECEIVE_RETURN),
+            "receivable": RECEIVABLE,
             "can_appease": request.user.has_perm(APPEASE),
             "can_approve": request.user.has_perm(APPROVE_APPEASEMENT),
             "note_form": forms.NoteForm(),
@@ -534,6 +537,66 @@ def create_return(request, number: str):
         apply=apply,
         summary=summary,
         extra={"action": "return"},
+    )
+
+
+@console_view(VIEW_ORDERS, RECEIVE_RETURN)
+def receive_return(request, number: str, return_number: str):
+    """Goods of a return arrived and were inspected: the service restocks, writes off, records
+    and computes the refund under the channel's policy (there is no preview of it to show)."""
+    rma = selectors.return_for_receiving(number, return_number)
+    if rma is None:
+        raise Http404(f"No return {return_number} on order {number}")
+    order = rma.order
+    form = forms.ReceiveForm(request.POST or None, rma=rma)
+
+    def summary() -> list[str]:
+        at = form.cleaned_data["location"].code
+        out = [f"Receive at {at}:"]
+        for rl, quantity, condition, disposition in form.rows:
+            what = f"{quantity} × {rl.order_line.sku} (line {rl.order_line_id}) {Condition(condition).label.lower()}"
+            if disposition == Disposition.RESTOCK:
+                what += f" → restock at {at} (on hand +{quantity})"
+            elif disposition != Disposition.NONE:
+                what += f" → {Disposition(disposition).label.lower()}"
+            out.append(what)
+        counted = {rl.pk: 0 for rl in form.lines}
+        for rl, quantity, _, _ in form.rows:
+            counted[rl.pk] += quantity
+        left = sum(rl.quantity_outstanding - counted[rl.pk] for rl in form.lines)
+        out.append(
+            f"{left} unit(s) still expected afterwards."
+            if left
+            else "Every unit is then accounted for: the return is inspected."
+        )
+        out.append(
+            f"The refund for what came back is computed under the {order.channel.code} channel's return policy "
+            "and sent to the customer's payment."
+        )
+        return out
+
+    def apply(actor: Actor) -> str:
+        before = rma.refund_amount
+        done = return_services.return_receive(
+            return_id=rma.pk,
+            location=form.cleaned_data["location"].code,
+            lines=form.receipt_lines(),
+            actor=actor,
+        )
+        refund = done.refund_amount - before
+        return f"Return {done.number} received at {form.cleaned_data['location'].code}; refund {_money(refund, order)}."
+
+    return _action(
+        request,
+        order,
+        form=form,
+        title=f"Receive return {rma.number}",
+        intro="Count what arrived of each line by condition; sellable goods are restocked by default, "
+        "damaged ones written off.",
+        submit="Review receipt",
+        apply=apply,
+        summary=summary,
+        extra={"action": "receive", "rma": rma},
     )
 
 

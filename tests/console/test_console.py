@@ -760,3 +760,138 @@ def test_late_fulfilments_filter_queue_and_order_page(csr, place):
     services.fulfillment_accept(fulfillment_id=fulfillment.pk, actor=services.Actor.system("t"))
     Fulfillment.objects.filter(pk=fulfillment.pk).update(status=FulfillmentStatus.PACKED)
     assert numbers(csr.get("/console/", {"late": "on"})) == []  # packed: the SLA clock stopped
+
+
+# --- Receiving a return -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def awaiting(shipped, network, run_on_commit):
+    """A shipped order with a return of two units of line A (3 shipped), expected at DC1."""
+    from returns.services import ReturnInput, ReturnLineInput, return_create
+
+    def make():
+        Location.objects.filter(code="DC1").update(accepts_returns=True)
+        order = shipped()
+        line_a = order.lines.order_by("id").first()
+        rma = run_on_commit(
+            return_create,
+            data=ReturnInput(
+                order_number=order.number,
+                lines=[ReturnLineInput(line_a.pk, 2, "changed_mind")],
+                location="DC1",
+            ),
+            actor=services.Actor.system("t"),
+        )
+        return order, rma, rma.lines.get()
+
+    return make
+
+
+def receipt_state(order):
+    """What a receipt changes besides stock: receipts, refunds, line and return counters, events."""
+    from returns.models import Refund, Return, ReturnLine, ReturnReceipt
+
+    return (
+        ReturnReceipt.objects.count(),
+        Refund.objects.count(),
+        sorted(ReturnLine.objects.values_list("pk", "quantity_received", "quantity_not_returned")),
+        sorted(Return.objects.values_list("pk", "status", "refund_amount")),
+        sorted(order.lines.values_list("pk", "quantity_returned")),
+        OrderEvent.objects.filter(order=order).count(),
+    )
+
+
+def test_receive_one_sellable_and_one_damaged_restocks_one_and_refunds_what_the_service_computed(
+    csr, awaiting, run_on_commit
+):
+    from inventory.models import MovementReason, StockMovement
+    from returns.models import Refund, ReturnReceipt, ReturnStatus
+
+    order, rma, rl = awaiting()
+    page = text(csr.get(f"/console/orders/{order.number}/"))
+    url = f"/console/orders/{order.number}/returns/{rma.number}/receive/"
+    assert f'href="{url}"' in page and "Receive…" in page
+    form = text(csr.get(url))
+    assert f'name="qty_{rl.pk}_sellable"' in form and f'name="disp_{rl.pk}_damaged"' in form
+    assert 'value="DC1" selected' in form and 'value="DC2"' not in form  # only locations that take returns
+    assert '<option value="restock" selected>' in form  # sellable goods go back on the shelf by default
+
+    on_hand = Stock.objects.get(location__code="DC1", item__sku="A").on_hand
+    data = {"location": "DC1", f"qty_{rl.pk}_sellable": "1", f"qty_{rl.pk}_damaged": "1"}
+    before = receipt_state(order)
+    confirm = csr.post(url, data)
+    assert confirm.status_code == 200 and "Please confirm" in text(confirm)
+    assert "1 × A (line" in text(confirm) and "restock at DC1 (on hand +1)" in text(confirm)
+    assert "damaged → write off" in text(confirm) and "the return is inspected" in text(confirm)
+    assert receipt_state(order) == before  # nothing yet
+
+    done = run_on_commit(csr.post, url, {**data, "confirm": "1"})
+    assert done.status_code == 302 and done["Location"] == f"/console/orders/{order.number}/"
+    rma.refresh_from_db()
+    rl.refresh_from_db()
+    assert rma.status in (ReturnStatus.INSPECTED, ReturnStatus.REFUNDED)
+    assert (rl.quantity_received, rl.quantity_not_returned) == (2, 0)
+    assert order.lines.get(pk=rl.order_line_id).quantity_returned == 2
+    assert Stock.objects.get(location__code="DC1", item__sku="A").on_hand == on_hand + 1
+    movement = StockMovement.objects.get(reason=MovementReason.RETURN)
+    assert (movement.delta_on_hand, movement.location.code, movement.on_hand_after) == (1, "DC1", on_hand + 1)
+    assert movement.reference.startswith(rma.number)
+    receipt = ReturnReceipt.objects.get()
+    assert (receipt.actor_label, receipt.location.code) == ("csr", "DC1")
+    assert sorted(receipt.lines.values_list("condition", "disposition")) == [
+        ("damaged", "write_off"),
+        ("sellable", "restock"),
+    ]
+    refunds = list(Refund.objects.filter(rma=rma))
+    assert rma.refund_amount > 0
+    assert sum(r.amount for r in refunds) == rma.refund_amount == Decimal(receipt.refund_breakdown["amount"])
+    event = OrderEvent.objects.get(order=order, type="return.received")
+    assert (event.actor_type, event.actor_label) == ("user", "csr")
+
+    page = text(csr.get(f"/console/orders/{order.number}/"))
+    refund = f"{rma.refund_amount:,.2f} USD"
+    assert f"Return {rma.number} received at DC1; refund {refund}." in page
+    assert f"Refund for this receipt: <strong>{refund}</strong>" in page
+    assert "restocked at DC1" in page and "write off" in page
+    assert f'href="{url}"' not in page  # nothing left to receive
+
+
+def test_receive_refusals_change_nothing(login, users, awaiting, unchanged):
+    from django.contrib.auth.models import Permission
+
+    from returns.services import return_cancel
+
+    order, rma, rl = awaiting()
+    url = f"/console/orders/{order.number}/returns/{rma.number}/receive/"
+    good = {"location": "DC1", f"qty_{rl.pk}_sellable": "1", "confirm": "1"}
+    before = receipt_state(order)
+    with unchanged():
+        # Viewing orders and creating returns is not enough: receiving needs returns.change_return.
+        users["nobody"].user_permissions.add(*Permission.objects.filter(codename__in=["view_order", "add_return"]))
+        viewer = login("nobody")
+        assert "Receive…" not in text(viewer.get(f"/console/orders/{order.number}/"))
+        assert viewer.get(url).status_code == 403
+        assert viewer.post(url, good).status_code == 403
+
+        csr = login("csr")
+        too_many = csr.post(url, {**good, f"qty_{rl.pk}_sellable": "2", f"qty_{rl.pk}_missing": "1"})
+        assert too_many.status_code == 400 and "3 units counted but only 2 still expected" in text(too_many)
+        over_max = csr.post(url, {**good, f"qty_{rl.pk}_sellable": "3"})
+        assert over_max.status_code == 400 and "less than or equal to 2" in text(over_max)
+        no_returns = csr.post(url, {**good, "location": "DC2"})  # DC2 does not take returns
+        assert no_returns.status_code == 400 and "Select a valid choice" in text(no_returns)
+        nothing = csr.post(url, {"location": "DC1", "confirm": "1"})
+        assert nothing.status_code == 400 and "at least one line" in text(nothing)
+        bad_disposition = csr.post(url, {**good, f"disp_{rl.pk}_sellable": "none"})
+        assert bad_disposition.status_code == 400
+        assert receipt_state(order) == before
+
+        # The service has the last word: a cancelled return cannot be received (shown in place).
+        return_cancel(return_id=rma.pk, reason="customer kept it", actor=services.Actor.system("t"))
+        before = receipt_state(order)
+        refused = csr.post(url, good, HTTP_HX_REQUEST="true")
+        assert refused.status_code == 409 and 'id="action-error"' in text(refused)
+        assert "cannot be received" in text(refused)
+        assert receipt_state(order) == before
+    assert csr.get(f"/console/orders/{order.number}/returns/NOPE/receive/").status_code == 404

@@ -272,3 +272,55 @@ def test_appeasement_over_the_csr_limit_refused_then_given_by_a_supervisor(
     supervisor.screenshot(path="/tmp/console_appeasement_supervisor.png", full_page=True)
     appeasement = Appeasement.objects.get()
     assert (appeasement.status, appeasement.actor_label) == ("issued", "supervisor")
+
+
+def test_receive_a_return_one_sellable_one_damaged(console, live_server, capture, network, return_defaults):
+    from inventory.models import Location, Stock
+    from oms.actor import Actor
+    from returns.models import Refund, ReturnReceipt
+    from returns.services import ReturnInput, ReturnLineInput, return_create
+
+    Location.objects.filter(code="DC1").update(accepts_returns=True)
+    number = capture()["number"]
+    ship_it(number)
+    line_a = Order.objects.get(number=number).lines.get(sku="A")
+    rma = return_create(
+        data=ReturnInput(order_number=number, lines=[ReturnLineInput(line_a.pk, 2, "changed_mind")], location="DC1"),
+        actor=Actor.system("test"),
+    )
+    rl = rma.lines.get()
+    on_hand = Stock.objects.get(location__code="DC1", item__sku="A").on_hand
+
+    page = console("csr")
+    page.goto(f"{live_server.url}/console/orders/{number}/")
+    page.locator(f"#return-{rma.number}").get_by_text("Receive…").click()
+    dialog = page.locator("dialog#panel")
+    expect(dialog.locator("select[name=location]")).to_have_value("DC1")
+    dialog.locator(f"input[name=qty_{rl.pk}_sellable]").fill("1")
+    dialog.locator(f"input[name=qty_{rl.pk}_damaged]").fill("1")
+    expect(dialog.locator(f"select[name=disp_{rl.pk}_sellable]")).to_have_value("restock")
+    expect(dialog.locator(f"select[name=disp_{rl.pk}_damaged]")).to_have_value("write_off")
+    page.screenshot(path="/tmp/console_receive_form.png")
+    dialog.locator("#submit").click()
+    expect(dialog.locator("#confirm-summary")).to_contain_text("restock at DC1 (on hand +1)")
+    expect(dialog.locator("#confirm-summary")).to_contain_text("damaged → write off")
+    page.screenshot(path="/tmp/console_receive_confirm.png")
+    dialog.locator("#confirm").click()
+    expect(page.locator(".messages")).to_contain_text(f"Return {rma.number} received at DC1; refund ")
+
+    rma.refresh_from_db()  # the service's result: what the page must show
+    refund = f"{rma.refund_amount:,.2f} USD"
+    expect(page.locator(".messages")).to_contain_text(f"Return {rma.number} received at DC1; refund {refund}.")
+    receipt = page.locator(f"#return-{rma.number} .receipt")
+    expect(receipt).to_contain_text("restocked at DC1")
+    expect(receipt).to_contain_text("write off")
+    expect(receipt).to_contain_text(f"Refund for this receipt: {refund}")
+    expect(page.locator("#refunds")).to_contain_text(f"return {rma.number}")
+    expect(page.locator("#timeline li.user").first).to_contain_text("User: csr")
+    expect(page.locator(f"#return-{rma.number}")).not_to_contain_text("Receive…")
+    page.locator("#returns").screenshot(path="/tmp/console_received.png")
+    page.screenshot(path="/tmp/console_received_page.png", full_page=True)
+    assert rma.refund_amount > 0
+    assert sum(r.amount for r in Refund.objects.filter(rma=rma)) == rma.refund_amount
+    assert ReturnReceipt.objects.get().actor_label == "csr"
+    assert Stock.objects.get(location__code="DC1", item__sku="A").on_hand == on_hand + 1

@@ -5,6 +5,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from inventory.models import Location
 from oms.actor import Actor
 from orders import services
 from orders.models import Order
@@ -17,8 +18,8 @@ from tests.factories import ItemFactory, LocationFactory, stock
 SEARCH_MAX_QUERIES = 16
 # session, user, permissions (2), roles badge; the order and its lines, allocations, payments,
 # holds, events, fulfilments, their lines, shipments, shipment lines, tracking events, decisions,
-# returns, their lines, refunds, appeasements; location names.
-ORDER_PAGE_MAX_QUERIES = 22
+# returns, their lines, their receipts, receipt lines, refunds, appeasements; location names.
+ORDER_PAGE_MAX_QUERIES = 24
 ACTOR = Actor.system("test")
 
 
@@ -44,15 +45,24 @@ def capture(api, order_body, n_lines: int, **changes) -> Order:
     return Order.objects.get(number=r.json()["number"])
 
 
-def take_back(order: Order, units: int) -> None:
-    """A return of `units` of the order's first shipped line."""
-    from returns.services import ReturnInput, ReturnLineInput, return_create
+def take_back(order: Order, units: int, received: int = 0) -> None:
+    """A return of `units` of the order's first line that still has them to return, `received`
+    of them received at DC1 (one sellable, the rest damaged)."""
+    from returns.selectors import returnable
+    from returns.services import ReceiveLineInput, ReturnInput, ReturnLineInput, return_create, return_receive
 
-    line = order.lines.filter(quantity_shipped__gt=0).order_by("id").first()
-    return_create(
+    lines = list(order.lines.order_by("id"))
+    can = returnable(lines)
+    line = next(line for line in lines if can.get(line.pk, 0) >= units)
+    rma = return_create(
         data=ReturnInput(order_number=order.number, lines=[ReturnLineInput(line.pk, units, "changed_mind")]),
         actor=ACTOR,
     )
+    if received:
+        rows = [ReceiveLineInput(line.pk, 1, "sellable")]
+        if received > 1:
+            rows.append(ReceiveLineInput(line.pk, received - 1, "damaged"))
+        return_receive(return_id=rma.pk, location="DC1", lines=rows, actor=ACTOR)
 
 
 def count_queries(client, url: str) -> int:
@@ -91,15 +101,17 @@ def test_search_page_queries_do_not_grow_with_the_results(
 def test_order_page_queries_do_not_grow_with_lines_fulfilments_and_events(
     csr, api, order_body, two_dcs, network, django_assert_max_num_queries
 ):
+    Location.objects.filter(code="DC1").update(accepts_returns=True)  # returns are received there
     small = capture(api, order_body, 1, external_id="SMALL")
     route_order(order_number=small.number)
     shipped = small.fulfillments.get()
     services.fulfillment_accept(fulfillment_id=shipped.pk, actor=ACTOR)
     services.fulfillment_ship(fulfillment_id=shipped.pk, actor=ACTOR, tracking_number="T0")
-    take_back(small, 1)
+    take_back(small, 1, received=1)
     small_count = count_queries(csr, f"/console/orders/{small.number}/")
 
-    # Six lines split over three locations, two shipments, holds, notes and many events.
+    # Six lines split over three locations, two shipments, holds, notes, many events and three
+    # returns, two of them received (one sellable and one damaged on the last).
     third = LocationFactory(code="DC3", latitude=41.0, longitude=-87.0)
     network["web"].locations.add(third)
     for sku in "EF":
@@ -117,11 +129,14 @@ def test_order_page_queries_do_not_grow_with_lines_fulfilments_and_events(
     services.fulfillment_accept(fulfillment_id=first.pk, actor=ACTOR)
     line_ids = [fl.line_id for fl in first.lines.all()]
     services.fulfillment_ship(fulfillment_id=first.pk, actor=ACTOR, tracking_number="T1", lines={line_ids[0]: 1})
-    services.fulfillment_ship(fulfillment_id=first.pk, actor=ACTOR, tracking_number="T2", lines={line_ids[0]: 1})
+    services.fulfillment_ship(
+        fulfillment_id=first.pk, actor=ACTOR, tracking_number="T2", lines={line_ids[0]: 1, line_ids[1]: 2}
+    )
     for i in range(5):
         services.order_add_note(order_number=big.number, text=f"note {i}", actor=ACTOR)
+    take_back(big, 1, received=1)
     take_back(big, 1)
-    take_back(big, 1)
+    take_back(big, 2, received=2)
     big_count = count_queries(csr, f"/console/orders/{big.number}/")
     assert big_count == small_count, (small_count, big_count)
     with django_assert_max_num_queries(ORDER_PAGE_MAX_QUERIES):

@@ -6,12 +6,13 @@ import logging
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from inventory.models import Channel
 from oms.actor import Actor
 from oms.errors import InsufficientStock, InvalidTransition, ValidationFailed
-from orders.models import Fulfillment, Order, OrderLine
+from orders.models import OPEN_STATES, Fulfillment, Order, OrderLine
 from orders.services import StalePlan, excluded_locations, order_apply_routing, units_to_route
 
 from . import engine, selectors
@@ -76,10 +77,15 @@ def route_order(*, order_number: str, actor: Actor | None = None) -> RoutingDeci
 
 def route_backorders(*, item_ids: list[int] | None) -> int:
     """Stock arrived for these items (None: for many): route waiting orders, oldest first."""
-    waiting = Order.objects.filter(status__in=["backordered", "partially_allocated"])
+    # Any open order with units nothing holds: a partly shipped order can still wait for some.
+    short = OrderLine.objects.filter(
+        quantity__gt=F("quantity_allocated") + F("quantity_shipped") + F("quantity_cancelled")
+    )
     if item_ids is not None:
-        waiting = waiting.filter(lines__item_id__in=item_ids)
-    numbers = waiting.order_by("created_at").values_list("number", flat=True).distinct()[:500]
+        short = short.filter(item_id__in=item_ids)
+    # Open orders first ((status, created_at) index), then one line lookup per order.
+    waiting = Order.objects.filter(status__in=OPEN_STATES).filter(Exists(short.filter(order_id=OuterRef("pk"))))
+    numbers = waiting.order_by("created_at").values_list("number", flat=True)[:500]
     routed = 0
     for number in list(numbers):
         if route_order(order_number=number, actor=Actor.for_task("routing.route_backorders")):

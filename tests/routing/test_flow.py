@@ -402,3 +402,29 @@ def test_without_the_transfer_strategy_a_short_store_backorders(api, order_body,
     order = api.get(f"/api/v1/orders/{number}/").json()
     assert list(plan_of(order)) == ["STORE1"]
     assert order["lines"][0]["quantity_backordered"] == 2
+
+
+def test_backordered_rest_of_a_partly_shipped_order_is_routed_when_stock_arrives(api, order_body, network):
+    # A is in stock, B is nowhere: A ships while B waits; B's stock then arrives at DC2.
+    stock(network["dc1"], network["item"], 5)
+    number = api.post("/api/v1/orders/", order_body(allow_backorder=True), format="json").json()["number"]
+    (first,) = Fulfillment.objects.filter(order__number=number)
+    api.post(f"/api/v1/fulfillments/{first.pk}/accept/", format="json")
+    r = api.post(f"/api/v1/fulfillments/{first.pk}/ship/", {"carrier": "UPS", "tracking_number": "1Z1"}, format="json")
+    assert r.status_code == 200, r.content
+    assert api.get(f"/api/v1/orders/{number}/").json()["status"] == "partially_shipped"
+
+    r = api.post(
+        "/api/v1/inventory/adjustments/",
+        {"adjustments": [{"location": "DC2", "sku": "B", "delta": 3, "reason": "adjustment", "reference": "CC-1"}]},
+        format="json",
+    )
+    assert r.status_code in (200, 201), r.content
+
+    order = api.get(f"/api/v1/orders/{number}/").json()
+    line_b = next(line for line in order["lines"] if line["sku"] == "B")
+    assert (line_b["quantity_allocated"], line_b["quantity_backordered"]) == (1, 0)
+    assert [(f["location"], f["status"]) for f in order["fulfillments"]] == [("DC1", "shipped"), ("DC2", "created")]
+    assert order["status"] == "partially_shipped"
+    assert held("DC2", "B") == 1
+    assert ledger_mismatches() == []

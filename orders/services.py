@@ -39,6 +39,7 @@ from .models import (
     FULFILLMENT_ACTIVE,
     NOT_YET_PICKED,
     NUMBER_ALPHABET,
+    OPEN_STATES,
     PRE_SHIPMENT_STATES,
     REJECTABLE,
     Allocation,
@@ -507,9 +508,19 @@ def _locked_lines(order: Order) -> list[OrderLine]:
     return list(OrderLine.objects.select_for_update().filter(order=order).order_by("pk"))
 
 
+# A location has taken the work on: the order is in fulfilment until something ships.
+WORKING = [
+    FulfillmentStatus.ACCEPTED,
+    FulfillmentStatus.PICKING,
+    FulfillmentStatus.PACKED,
+    FulfillmentStatus.READY_FOR_PICKUP,
+]
+
+
 def _status_after_change(order: Order, lines: list[OrderLine]) -> str:
     has_provisional = Allocation.objects.filter(line__order=order, provisional=True).exists()
-    return derive_status(lines, has_provisional=has_provisional)
+    working = Fulfillment.objects.filter(order=order, status__in=WORKING).exists()
+    return derive_status(lines, has_provisional=has_provisional, has_fulfillments=working)
 
 
 # --- Cancel ----------------------------------------------------------------------------------
@@ -930,6 +941,9 @@ def fulfillment_accept(*, fulfillment_id: int, actor: Actor) -> Fulfillment:
         raise InvalidTransition(f"Fulfilment {fulfillment.pk} is {fulfillment.status}; it cannot be accepted.")
     fulfillment.accept()
     fulfillment.save(update_fields=["status", "updated_at"])
+    if order.status in OPEN_STATES:  # a held order stays on hold
+        order.recompute(_status_after_change(order, _locked_lines(order)))
+        order.save(update_fields=["status", "updated_at"])
     events.fulfillment_changed(order, actor, fulfillment=fulfillment, what="accepted")
     return fulfillment
 

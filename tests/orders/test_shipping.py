@@ -153,3 +153,21 @@ def test_cancelling_the_backordered_rest_completes_an_order_whose_shipped_part_w
         "order.completed",
     ]
     assert ledger_mismatches() == []
+
+
+def test_order_is_in_fulfilment_once_a_location_accepts_and_a_hold_stays_on_top(network, api, order_body):
+    stock(network["dc1"], network["item"], 5)
+    stock(network["dc1"], network["other"], 5)
+    number = api.post("/api/v1/orders/", order_body(), format="json").json()["number"]
+    status = lambda: Order.objects.get(number=number).status  # noqa: E731
+    (f,) = Fulfillment.objects.filter(order__number=number)
+    assert status() == "allocated"
+
+    api.post(f"/api/v1/orders/{number}/hold/", {"type": "manual", "reason": "check"}, format="json")
+    assert api.post(f"/api/v1/fulfillments/{f.pk}/accept/", format="json").status_code == 200
+    assert status() == "on_hold"  # accepting does not lift a hold
+    api.post(f"/api/v1/orders/{number}/release/", {"note": "ok"}, format="json")
+    assert status() == "in_fulfillment"
+
+    api.post(f"/api/v1/fulfillments/{f.pk}/ship/", {"carrier": "UPS", "tracking_number": "1Z2"}, format="json")
+    assert status() == "shipped"

@@ -18,6 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from oms.actor import Actor
+from oms.admin import ReadOnlyAdminMixin
 from oms.errors import DomainError
 
 from . import csv_import, services
@@ -284,7 +285,7 @@ class StockAdmin(CsvImportMixin, admin.ModelAdmin):
 
 
 @admin.register(StockMovement)
-class StockMovementAdmin(admin.ModelAdmin):
+class StockMovementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The ledger is append-only: readable here, written only by inventory services."""
 
     list_display = [
@@ -307,15 +308,6 @@ class StockMovementAdmin(admin.ModelAdmin):
     @admin.display(description="actor")
     def actor_display(self, obj: StockMovement) -> str:
         return obj.actor_display
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 # --- Supply and reservations ---------------------------------------------------------------------
@@ -416,7 +408,7 @@ class ReservationLineInline(admin.TabularInline):
 
 
 @admin.register(Reservation)
-class ReservationAdmin(admin.ModelAdmin):
+class ReservationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Cart reservations hold stock; they change only through the reservation services."""
 
     list_display = ["key", "channel", "status", "expires_at", "created_at"]
@@ -424,12 +416,3 @@ class ReservationAdmin(admin.ModelAdmin):
     list_filter = ["status", "channel"]
     search_fields = ["key"]
     inlines = [ReservationLineInline]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -16,6 +16,20 @@ from .outbox import _kick_relay
 from .services import api_key_create, api_key_revoke
 
 
+class ReadOnlyAdminMixin:
+    """For records that only services write (ledgers, timelines, outbox, orders): the admin
+    shows them and runs actions that call the services, but never adds, edits or deletes."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class ApiKeyAddForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(choices=[(s, s) for s in SCOPES], widget=forms.CheckboxSelectMultiple)
 
@@ -118,7 +132,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(admin.ModelAdmin):
+class OutboxMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: messages are written by services and delivered by the relay."""
 
     list_display = [
@@ -135,15 +149,6 @@ class OutboxMessageAdmin(admin.ModelAdmin):
     search_fields = ["topic"]
     actions = ["retry_now"]
     show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_retry_permission(self, request) -> bool:
         return request.user.has_perm("oms.change_outboxmessage")

@@ -27,6 +27,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from oms.actor import Actor
+from oms.admin import ReadOnlyAdminMixin
 from oms.errors import DomainError
 
 from . import services
@@ -72,7 +73,7 @@ class PhoneDigitsSearchMixin:
 # --- Read-only inlines on the order ----------------------------------------------------------------
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
     """Shown with the order, never changed through it."""
 
     template = "admin/orders/edit_inline/readonly_tabular.html"
@@ -85,15 +86,6 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_view_permission(self, request, obj=None):
         return _can_see_orders(request)
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class OrderLineInline(ReadOnlyInline):
@@ -197,7 +189,8 @@ class ReleaseForm(forms.Form):
 
 
 @admin.register(Order)
-class OrderAdmin(PhoneDigitsSearchMixin, admin.ModelAdmin):
+class OrderAdmin(ReadOnlyAdminMixin, PhoneDigitsSearchMixin, admin.ModelAdmin):
+    # Orders arrive through capture and change only through services (the actions below).
     list_display = [
         "number",
         "channel",
@@ -315,16 +308,6 @@ class OrderAdmin(PhoneDigitsSearchMixin, admin.ModelAdmin):
             order.ship_country,
         ]
         return ", ".join(p for p in parts if p)
-
-    # Orders arrive through capture and change only through services (the actions below).
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_act_permission(self, request) -> bool:
         """May run the cancel / hold / release actions."""
@@ -503,7 +486,7 @@ class CustomerOrderInline(ReadOnlyInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(PhoneDigitsSearchMixin, admin.ModelAdmin):
+class CustomerAdmin(ReadOnlyAdminMixin, PhoneDigitsSearchMixin, admin.ModelAdmin):
     """Customers are created and filled in by order capture; read-only here."""
 
     list_display = ["email", "name", "phone", "order_count", "created_at"]
@@ -524,15 +507,6 @@ class CustomerAdmin(PhoneDigitsSearchMixin, admin.ModelAdmin):
     def all_orders(self, customer: Customer) -> str:
         url = reverse("admin:orders_order_changelist") + "?" + urlencode({"customer__id__exact": customer.pk})
         return format_html('<a href="{}">{} order(s)</a>', url, customer.order_count)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 admin.site.register(Shipment, ShipmentAdmin)
@@ -558,7 +532,7 @@ class LateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Fulfillment)
-class FulfillmentAdmin(admin.ModelAdmin):
+class FulfillmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: fulfilments move through the fulfilment API, the store app and the SLA tasks."""
 
     list_display = ["id", "order_link", "location", "status", "due_at", "late", "late_at", "created_at"]
@@ -593,15 +567,6 @@ class FulfillmentAdmin(admin.ModelAdmin):
     def late(self, f: Fulfillment) -> bool:
         return f.is_late(timezone.now())
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(StoreAssociate)
 class StoreAssociateAdmin(admin.ModelAdmin):
@@ -616,19 +581,10 @@ class StoreAssociateAdmin(admin.ModelAdmin):
 
 
 @admin.register(CustomerNotification)
-class CustomerNotificationAdmin(admin.ModelAdmin):
+class CustomerNotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "order", "kind", "to", "sent_at", "attempts", "last_error"]
     list_select_related = ["order"]
     list_filter = ["kind", ("sent_at", admin.EmptyFieldListFilter)]
     search_fields = ["order__number", "to"]
     readonly_fields = [f.name for f in CustomerNotification._meta.fields]
     show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

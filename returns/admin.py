@@ -27,7 +27,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from oms.actor import Actor
+from oms.admin import ReadOnlyAdminMixin
 from oms.errors import DomainError
+from orders import admin as orders_admin
 from orders.models import OrderEvent
 
 from . import appeasements, refunds, services
@@ -91,26 +93,9 @@ class AppeasementLimitAdmin(admin.ModelAdmin):
 # --- Read-only inlines ------------------------------------------------------------------------------
 
 
-class ReadOnlyInline(admin.TabularInline):
-    template = "admin/orders/edit_inline/readonly_tabular.html"
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def get_readonly_fields(self, request, obj=None):
-        return self.fields
-
+class ReadOnlyInline(orders_admin.ReadOnlyInline):
     def has_view_permission(self, request, obj=None):
         return request.user.has_perm("returns.view_return") or request.user.has_perm("returns.change_return")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ReturnLineInline(ReadOnlyInline):
@@ -258,15 +243,8 @@ class ConfirmedActionsMixin:
         return TemplateResponse(request, ACTION_FORM_TEMPLATE, context)
 
 
-class ReadOnlyModelAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+class ReadOnlyModelAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    pass
 
 
 @admin.register(Return)

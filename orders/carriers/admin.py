@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from oms.actor import Actor
+from oms.admin import ReadOnlyAdminMixin
 from oms.errors import DomainError
 
 from .models import Carrier, TrackingEvent
@@ -116,7 +117,7 @@ def _can_act(request) -> bool:
     return request.user.has_perm("orders.change_order")
 
 
-class ShipmentAdmin(admin.ModelAdmin):
+class ShipmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Registered from `orders.admin` (Shipment is an `orders.models` model)."""
 
     list_display = [
@@ -179,15 +180,6 @@ class ShipmentAdmin(admin.ModelAdmin):
             raise Http404
         content_type = "application/pdf" if shipment.label_format == "pdf" else "text/plain"
         return HttpResponse(base64.b64decode(shipment.label_data), content_type=content_type)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_act_permission(self, request) -> bool:
         return _can_act(request)

@@ -83,3 +83,20 @@ def read_key() -> str:
     if not KEY_FILE.exists():
         sys.exit(f"No API key at {KEY_FILE}: run bench/seed_large.py first.")
     return KEY_FILE.read_text().strip()
+
+
+def parse_config(spec: str) -> tuple[str, int, int]:
+    """'sync:4' → (sync, 4 workers, 1 thread); 'gthread:2x4' → (gthread, 2 workers, 4 threads)."""
+    kind, _, shape = spec.partition(":")
+    workers, _, threads = shape.partition("x")
+    return kind, int(workers), int(threads or 1)
+
+
+def gunicorn_command(spec: str, *, bind: str, app: str = "oms.wsgi", chdir: Path = ROOT) -> list[str]:
+    """The gunicorn command line for a setup such as 'gthread:2x4', from this virtualenv."""
+    kind, workers, threads = parse_config(spec)
+    cmd = [str(Path(sys.executable).parent / "gunicorn"), app, "-w", str(workers), "-k", kind]
+    cmd += ["-b", bind, "--chdir", str(chdir), "--log-level", "warning"]
+    if kind == "gthread":
+        cmd += ["--threads", str(threads)]
+    return cmd

@@ -39,6 +39,7 @@ from _common import (  # noqa: E402
     ROOT,
     SKU,
     fmt_summary,
+    gunicorn_command,
     machine,
     read_key,
     require_postgres_url,
@@ -265,13 +266,6 @@ class CpuMeter:
         }
 
 
-def parse_config(spec: str) -> tuple[str, int, int]:
-    """'sync:4' → (sync, 4 workers, 1 thread); 'gthread:2x4' → (gthread, 2 workers, 4 threads)."""
-    kind, _, shape = spec.partition(":")
-    workers, _, threads = shape.partition("x")
-    return kind, int(workers), int(threads or 1)
-
-
 def port_is_free() -> bool:
     import socket
 
@@ -282,23 +276,7 @@ def port_is_free() -> bool:
 def start_gunicorn(spec: str, url: str) -> subprocess.Popen:
     if not port_is_free():  # someone else's server would answer (and be measured) instead of ours
         sys.exit(f"{HOST}:{PORT} is in use: stop that server or pick another port with --port")
-    kind, workers, threads = parse_config(spec)
-    cmd = [
-        str(Path(sys.executable).parent / "gunicorn"),
-        "oms.wsgi",
-        "-w",
-        str(workers),
-        "-k",
-        kind,
-        "-b",
-        f"{HOST}:{PORT}",
-        "--chdir",
-        str(ROOT),
-        "--log-level",
-        "warning",
-    ]
-    if kind == "gthread":
-        cmd += ["--threads", str(threads)]
+    cmd = gunicorn_command(spec, bind=f"{HOST}:{PORT}")
     env = {**os.environ, "DATABASE_URL": url, "OMS_DEBUG": "0", "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "WARNING"}
     if REDIS:
         env["REDIS_URL"] = REDIS

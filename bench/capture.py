@@ -66,7 +66,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT_DIR, ROOT, machine, percentile, summary_ms  # noqa: E402
+from _common import OUT_DIR, ROOT, gunicorn_command, machine, percentile, summary_ms  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/oms_bench_capture"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -614,34 +614,6 @@ class CpuMeter:
 # --- Servers ----------------------------------------------------------------------------------------
 
 
-def parse_config(spec: str) -> tuple[str, int, int]:
-    """'gthread:4x4' → (gthread, 4 workers, 4 threads); 'sync:4' → (sync, 4, 1)."""
-    kind, _, shape = spec.partition(":")
-    workers, _, threads = shape.partition("x")
-    return kind, int(workers), int(threads or 1)
-
-
-def gunicorn_cmd(app: str, spec: str, source: Path = ROOT) -> list[str]:
-    kind, workers, threads = parse_config(spec)
-    cmd = [
-        str(ROOT / ".venv" / "bin" / "gunicorn"),
-        app,
-        "-w",
-        str(workers),
-        "-k",
-        kind,
-        "-b",
-        f"{HOST}:{PORT}",
-        "--chdir",
-        str(source),
-        "--log-level",
-        "warning",
-    ]
-    if kind == "gthread":
-        cmd += ["--threads", str(threads)]
-    return cmd
-
-
 def start_gunicorn(app: str, spec: str, url: str, redis_url: str, source: Path = ROOT) -> subprocess.Popen:
     env = {
         **os.environ,
@@ -654,7 +626,13 @@ def start_gunicorn(app: str, spec: str, url: str, redis_url: str, source: Path =
     env.pop("DJANGO_SETTINGS_MODULE", None)
     name = "baseline" if "baseline" in app else "capture"
     log = open(OUT_DIR / f"gunicorn-capture-{name}-{spec.replace(':', '-')}.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(gunicorn_cmd(app, spec, source), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=source)
+    proc = subprocess.Popen(
+        gunicorn_command(spec, bind=f"{HOST}:{PORT}", app=app, chdir=source),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=source,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:

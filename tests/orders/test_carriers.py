@@ -537,5 +537,14 @@ def test_the_sandbox_pushes_signed_tracking_webhooks_to_the_oms(live_server, api
         pusher.stop()
     assert Order.objects.get(number=number).status == "completed"
     shipment = Shipment.objects.get(fulfillment=f)
-    assert TrackingEvent.objects.filter(shipment=shipment, source="webhook").count() == 6
+    pushed = list(
+        TrackingEvent.objects.filter(shipment=shipment, source="webhook")
+        .order_by("occurred_at", "id")
+        .values_list("status", flat=True)
+    )
+    # Every step after the label came by webhook. The label_created step itself may have been
+    # pushed before the OMS had written the shipment: it is answered as an unknown tracking
+    # number (the next poll picks it up), so it may or may not be among the pushed events.
+    after_label = ["in_transit", "in_transit", "in_transit", "out_for_delivery", "delivered"]
+    assert pushed in (after_label, ["label_created", *after_label])
     assert CarrierWebhookReceipt.objects.exists()

@@ -14,15 +14,21 @@ older than that commit's bump. Inside this process a change is seen at once, eve
 (`_dirty`), which is also what tests running in one uncommitted transaction need.
 
 Configuration changes (channels, locations, items) bump one global generation (`config_changed`).
-Everything else (a cart hold passing its expiry before the sweep releases it, a bulk update made
-outside the services, a bump lost while Redis was down) shows within ATP_CACHE_SECONDS, the
-entries' time to live. ATP_CACHE_SECONDS = 0 turns the cache off. Without Redis the cache is
-process-local: changes made by another process show within the time to live.
+A cart hold frees its units when it expires, before the sweep releases it: an entry is kept only
+until the earliest expiry of the holds it counted. What is left — a bulk update made outside the
+services, a bump lost while Redis was down (the process that lost it bumps the global generation
+once Redis answers again) — shows within ATP_CACHE_SECONDS, the entries' time to live.
+ATP_CACHE_SECONDS = 0 turns the cache off. Without Redis the cache is process-local: changes made
+by another process show within the time to live.
+
+With Redis, each process also keeps the entries it has read (`_State.entries`), so a read that
+hits fetches only the generations (one short MGET), not the entries again.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 import random
 import threading
@@ -39,6 +45,7 @@ from django.db import connection, transaction
 log = logging.getLogger(__name__)
 
 ALIAS = "atp"
+FORMAT = "2"  # part of every key: entries are (generation, global generation, started, value, until)
 GENERATION_SECONDS = 24 * 3600  # far longer than any entry lives
 ALL = "all"
 MANY_SKUS = 1000  # above this, one change bumps the global generation instead of each SKU
@@ -55,6 +62,8 @@ class _State:
         self.items: dict[str, tuple[int, bool, float]] = {}  # sku → (item id, active, loaded at)
         self.channels: dict[str, tuple[Any, float]] = {}  # code → (Channel, loaded at)
         self.pending: set[tuple[str, int | str]] = set()  # (key prefix, item id or ALL) to bump
+        self.lost_bump = False  # an invalidation failed: bump everything once Redis answers again
+        self.entries: dict[tuple[str, int, int], tuple] = {}  # (prefix, channel, item) → shared entry
         self.lock = threading.Lock()
 
 
@@ -82,7 +91,7 @@ class _RedisStore:
 
     def set_many(self, data: dict[str, Any], timeout: float) -> None:
         pipe = self.client.pipeline(transaction=False)
-        seconds = max(1, round(timeout))  # Redis expiries are whole seconds
+        seconds = max(1, math.ceil(timeout))  # Redis expiries are whole seconds
         for k, v in data.items():
             pipe.set(k, pickle.dumps(v, pickle.HIGHEST_PROTOCOL), ex=seconds)
         pipe.execute()
@@ -107,7 +116,7 @@ def _shared() -> bool:
 
 def _prefix() -> str:
     # The database name keeps deployments (and parallel test databases) sharing a Redis apart.
-    return f"atp:{connection.settings_dict['NAME']}:{_state.epoch}:"
+    return f"atp{FORMAT}:{connection.settings_dict['NAME']}:{_state.epoch}:"
 
 
 def _available() -> bool:
@@ -174,10 +183,15 @@ def _flush() -> None:
 
 
 def _bump(prefix: str, ids: set) -> None:
+    if _state.lost_bump:  # which SKUs an earlier, failed bump was for is gone: invalidate them all
+        ids = {ALL}
     try:
         _cache().set_many({f"{prefix}g:{i}": random.getrandbits(62) for i in ids}, timeout=GENERATION_SECONDS)
     except Exception as exc:  # Redis down: entries it holds expire within the TTL anyway
+        _state.lost_bump = True
         _failed("invalidation", exc)
+    else:
+        _state.lost_bump = False
 
 
 def reset() -> None:
@@ -186,8 +200,10 @@ def reset() -> None:
     _state.dirty.clear()
     _state.dirty_all = 0.0
     _state.down_until = 0.0
+    _state.lost_bump = False
     _state.items.clear()
     _state.channels.clear()
+    _state.entries.clear()
     _state.seen_all = None
 
 
@@ -195,7 +211,8 @@ def reset() -> None:
 
 
 class Lookup:
-    """One round trip: the generations of the SKUs and the global one, and the entries."""
+    """One round trip: the generations of the SKUs and the global one, and the entries this
+    process does not already hold (a second, rarer one for those it holds under old generations)."""
 
     def __init__(self, channel_id: int, item_ids: list[int]):
         self.channel_id = channel_id
@@ -208,7 +225,13 @@ class Lookup:
         if not self.ok:
             return
         p = self.prefix
-        keys = [f"{p}g:{ALL}", *(f"{p}g:{i}" for i in item_ids), *(f"{p}a:{channel_id}:{i}" for i in item_ids)]
+        local = _state.entries if _shared() else {}
+        held = {i: local.get((p, channel_id, i)) for i in item_ids}
+        keys = [
+            f"{p}g:{ALL}",
+            *(f"{p}g:{i}" for i in item_ids),
+            *(f"{p}a:{channel_id}:{i}" for i, entry in held.items() if entry is None),
+        ]
         try:
             found = _cache().get_many(keys)
         except Exception as exc:
@@ -222,34 +245,77 @@ class Lookup:
             _state.seen_all = everything
             self.config_moved = True
         self.generations[ALL] = everything
-        dirty, dirty_all = _state.dirty, _state.dirty_all
+        outdated = []
         for item_id in item_ids:
-            generation = found.get(f"{p}g:{item_id}")
-            self.generations[item_id] = generation
+            self.generations[item_id] = found.get(f"{p}g:{item_id}")
+            entry = held[item_id]
+            if entry is not None:
+                if self._current(item_id, entry):
+                    self.hits[item_id] = entry[3]
+                else:  # another process may have stored the new figure already
+                    outdated.append(item_id)
+                continue
             entry = found.get(f"{p}a:{channel_id}:{item_id}")
-            if (
-                entry is not None
-                and entry[0] == generation
-                and entry[1] == everything
-                and entry[2] > dirty_all
-                and entry[2] > dirty.get(item_id, 0.0)
-            ):
+            if self._current(item_id, entry):
                 self.hits[item_id] = entry[3]
+                self._hold(item_id, entry)
+        if outdated:
+            keys = [f"{p}a:{channel_id}:{i}" for i in outdated]
+            try:
+                found = _cache().get_many(keys)
+            except Exception as exc:
+                _failed("read", exc)
+                return
+            for item_id, key in zip(outdated, keys, strict=True):
+                entry = found.get(key)
+                local.pop((p, channel_id, item_id), None)
+                if self._current(item_id, entry):
+                    self.hits[item_id] = entry[3]
+                    self._hold(item_id, entry)
 
-    def store(self, values: dict[int, Any]) -> None:
-        """Keep freshly computed values under the generations read before computing them."""
+    def _current(self, item_id: int, entry: tuple | None) -> bool:
+        return (
+            entry is not None
+            and entry[0] == self.generations[item_id]
+            and entry[1] == self.generations[ALL]
+            and entry[2] > _state.dirty_all
+            and entry[2] > _state.dirty.get(item_id, 0.0)
+            and self.started < entry[4]
+        )
+
+    def _hold(self, item_id: int, entry: tuple) -> None:
+        if not _shared():
+            return
+        if len(_state.entries) > 200_000:
+            _state.entries.clear()
+        _state.entries[(self.prefix, self.channel_id, item_id)] = entry
+
+    def store(self, values: dict[int, Any], until: dict[int, float] | None = None) -> None:
+        """Keep freshly computed values under the generations read before computing them, each
+        until the TTL or the time in `until` (a cart hold's expiry), whichever comes first."""
         if not self.ok or not values:
             return
-        p, everything = self.prefix, self.generations[ALL]
+        p, everything, ends = self.prefix, self.generations[ALL], self.started + max(1.0, ttl())
+        until = until or {}
         entries = {
-            f"{p}a:{self.channel_id}:{item_id}": (self.generations[item_id], everything, self.started, value)
+            item_id: (self.generations[item_id], everything, self.started, value, min(ends, until.get(item_id, ends)))
             for item_id, value in values.items()
             if item_id in self.generations
         }
+        now = time.time()
+        live = {item_id: entry for item_id, entry in entries.items() if entry[4] > now}
+        by_lifetime: dict[int, dict[str, tuple]] = {}  # whole seconds (Redis) → entries
+        for item_id, entry in live.items():
+            seconds = max(1, math.ceil(entry[4] - now))
+            by_lifetime.setdefault(seconds, {})[f"{p}a:{self.channel_id}:{item_id}"] = entry
         try:
-            _cache().set_many(entries, timeout=max(1.0, ttl()))
+            for seconds, batch in by_lifetime.items():
+                _cache().set_many(batch, timeout=seconds)
         except Exception as exc:
             _failed("write", exc)
+            return
+        for item_id, entry in live.items():
+            self._hold(item_id, entry)
 
 
 def _local_lifetime() -> float:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import psycopg
 from django.db import connection
-from django.db.models import F, QuerySet, Sum, Value
+from django.db.models import F, Min, QuerySet, Sum, Value
 from django.db.models.functions import Greatest, Now
 from django.utils import timezone
 
@@ -200,6 +200,29 @@ def _aggregate_totals(channel: Channel, item_ids: list[int]) -> dict[int, int]:
     return {item: int(total or 0) for item, total in totals.items()}
 
 
+def _hold_expiries(channel: Channel, item_ids: list[int]) -> dict[int, float]:
+    """{item id: when its earliest cart hold in the channel runs out (epoch seconds)}. The hold's
+    units become free to promise at that moment, before the sweep releases them, so a cached
+    figure that counted them is good only until then."""
+    rows = _rows(
+        ("hold-expiry", channel.pk),
+        lambda ids: (
+            ReservationLine.objects.filter(
+                reservation__status=Reservation.Status.ACTIVE,
+                reservation__expires_at__gt=Now(),
+                item_id__in=ids,
+                location__channels=channel,
+                location__active=True,
+            )
+            .values_list("item_id")
+            .annotate(first=Min("reservation__expires_at"))
+            .values_list("item_id", "first")
+        ),
+        item_ids,
+    )
+    return {item_id: first.timestamp() for item_id, first in rows}
+
+
 def _incoming(item_ids: list[int], shape: tuple | None = None, **location_filter) -> dict[int, list[dict]]:
     incoming: dict[int, list[dict]] = defaultdict(list)
 
@@ -269,7 +292,8 @@ def cached_channel_availability(*, channel: Channel, skus: list[str]) -> dict:
     missing = [pk for pk in {pk for pk, _ in items.values()} if pk not in summaries]
     if missing:
         fresh = _channel_summaries(channel, missing)
-        lookup.store(fresh)
+        if lookup.ok:
+            lookup.store(fresh, until=_hold_expiries(channel, missing))
         summaries.update(fresh)
     return _answer(channel, skus, items, summaries)
 

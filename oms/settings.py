@@ -211,7 +211,7 @@ OUTBOX_MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "12"))
 # inventory services bump on every stock change (inventory/atp_cache.py). Shared by all processes
 # through Redis when REDIS_URL is set (short timeouts: a Redis outage only turns the cache off);
 # process-local otherwise. Reservations and capture never read it: they check the stock rows.
-ATP_CACHE_SECONDS = float(os.environ.get("ATP_CACHE_SECONDS", "5"))  # 0 turns the cache off
+ATP_CACHE_SECONDS = float(os.environ.get("ATP_CACHE_SECONDS", "60"))  # 0 turns the cache off
 # API keys are looked up once per process and kept this long: a revoked key (or a changed scope or
 # binding) keeps working in a process that has it cached for at most this many seconds.
 API_KEY_CACHE_SECONDS = float(os.environ.get("API_KEY_CACHE_SECONDS", "5"))  # 0: every request reads

@@ -253,3 +253,60 @@ def test_a_wrong_secret_with_a_cached_prefix_is_refused(stocked):
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw[:-2]}xx")
     r = client.get(URL)
     assert r.status_code == 401 and r.json()["error"]["code"] == "authentication_failed"
+
+
+def test_an_entry_that_counted_a_cart_hold_ends_when_the_hold_expires(api, stocked):
+    """Expired holds are free to promise before the sweep releases them: the cached figure that
+    counted the hold must not outlive it, whatever ATP_CACHE_SECONDS says."""
+    r = api.post(
+        "/api/v1/reservations/",
+        {"channel": "web", "key": "cart-1", "lines": [{"sku": "A", "quantity": 2}], "ttl_seconds": 1},
+        format="json",
+    )
+    assert r.status_code == 201, r.content
+    assert available(api) == 5
+    assert available(api) == 5  # served from the cache
+    time.sleep(1.1)  # no sweep runs in between
+    assert available(api) == 7
+
+
+def test_a_hit_fetches_only_generations_once_this_process_holds_the_entry(api, stocked, settings):
+    if not atp_cache._shared():
+        pytest.skip("the local copy exists only in front of the shared (Redis) cache")
+    assert available(api) == 7
+    store = atp_cache._cache()
+    with mock.patch.object(store, "get_many", wraps=store.get_many) as get_many:
+        assert available(api) == 7
+    (keys,) = get_many.call_args.args
+    assert all(":g:" in k for k in keys), keys  # generations only, no entries
+
+
+def test_a_figure_stored_by_another_process_replaces_an_outdated_local_copy(api, stocked):
+    if not atp_cache._shared():
+        pytest.skip("the local copy exists only in front of the shared (Redis) cache")
+    web, item = stocked["web"], stocked["item"]
+    assert available(api) == 7
+    atp_cache._publish(atp_cache._prefix(), {item.pk})  # another process's change …
+    settle()
+    other = atp_cache.Lookup(web.pk, [item.pk])
+    assert other.hits == {}  # … made this process's copy outdated
+    other.store({item.pk: (42, [])})  # … and another process stored the new figure
+    with CaptureQueriesContext(connection) as queries:
+        assert atp_cache.Lookup(web.pk, [item.pk]).hits == {item.pk: (42, [])}
+    assert len(queries) == 0
+
+
+def test_a_lost_invalidation_is_made_up_by_a_global_one(stocked):
+    prefix = atp_cache._prefix()
+    broken = mock.Mock()
+    broken.set_many.side_effect = ConnectionError("redis down")
+    with mock.patch("inventory.atp_cache._cache", return_value=broken):
+        atp_cache._bump(prefix, {stocked["item"].pk})
+    assert atp_cache._state.lost_bump
+    working = mock.Mock()
+    atp_cache._state.down_until = 0.0
+    with mock.patch("inventory.atp_cache._cache", return_value=working):
+        atp_cache._bump(prefix, {stocked["other"].pk})
+    (bumped,), _ = working.set_many.call_args
+    assert list(bumped) == [f"{prefix}g:{atp_cache.ALL}"]
+    assert not atp_cache._state.lost_bump

@@ -121,7 +121,7 @@ PREPARE_ONLY_WHEN_ASKED = 2**31 - 1  # psycopg's automatic preparing never kicks
 _MARK = -(2**62)
 
 
-def _rows(shape: tuple, build: Callable[[list[int]], QuerySet], item_ids: list[int]) -> list[tuple]:
+def prepared_rows(shape: tuple, build: Callable[[list[int]], QuerySet], item_ids: list[int]) -> list[tuple]:
     """The rows of `build(item_ids)` (a values_list queryset). On PostgreSQL the ORM compiles
     each shape once (`shape` says what else the query depends on; the ids are padded to a power
     of two) and later calls only swap the ids into the parameters: here compiling a query costs
@@ -160,7 +160,7 @@ def _aggregate_totals(channel: Channel, item_ids: list[int]) -> dict[int, int]:
     in_channel = {"location__channels": channel, "location__active": True}
     buffer = (channel.safety_buffer, channel.safety_buffer_percent)
     totals = dict(
-        _rows(
+        prepared_rows(
             ("stock", channel.pk, *buffer),
             lambda ids: (
                 Stock.objects.filter(item_id__in=ids, **in_channel)
@@ -174,7 +174,7 @@ def _aggregate_totals(channel: Channel, item_ids: list[int]) -> dict[int, int]:
     # Expired-but-unswept cart holds (rare): correct just those rows.
     expired = {
         (loc, item): q
-        for loc, item, q in _rows(
+        for loc, item, q in prepared_rows(
             ("expired", channel.pk),
             lambda ids: (
                 ReservationLine.objects.filter(
@@ -204,7 +204,7 @@ def _hold_expiries(channel: Channel, item_ids: list[int]) -> dict[int, float]:
     """{item id: when its earliest cart hold in the channel runs out (epoch seconds)}. The hold's
     units become free to promise at that moment, before the sweep releases them, so a cached
     figure that counted them is good only until then."""
-    rows = _rows(
+    rows = prepared_rows(
         ("hold-expiry", channel.pk),
         lambda ids: (
             ReservationLine.objects.filter(
@@ -234,7 +234,7 @@ def _incoming(item_ids: list[int], shape: tuple | None = None, **location_filter
             .values_list("item_id", "location__code", "open_qty", "expected_date")
         )
 
-    rows = _rows(("incoming", *shape), supply, item_ids) if shape else supply(item_ids)
+    rows = prepared_rows(("incoming", *shape), supply, item_ids) if shape else supply(item_ids)
     for item_id, code, qty, expected in rows:
         if qty > 0:
             incoming[item_id].append({"location": code, "quantity": qty, "expected_date": expected.isoformat()})

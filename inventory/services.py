@@ -30,6 +30,7 @@ from .models import (
     Stock,
     StockMovement,
 )
+from .selectors import prepared_rows
 
 log = logging.getLogger(__name__)
 
@@ -712,17 +713,21 @@ def _plan_in_channel(
     locations = channel.locations.filter(active=True)
     if location_ids is not None:
         locations = locations.filter(pk__in=location_ids)
-    rows = Stock.objects.filter(item_id__in=wanted, location__in=locations).values_list(
-        "item_id",
-        "location_id",
-        "location__priority",
-        "location__capabilities",
-        "on_hand",
-        "reserved",
-        "safety_stock",
-        "id",
-        "location__code",
-        "item__sku",
+    rows = prepared_rows(  # compiled once per channel (and pickup location) and prepared
+        ("plan", channel.pk, tuple(location_ids) if location_ids is not None else None),
+        lambda ids: Stock.objects.filter(item_id__in=ids, location__in=locations).values_list(
+            "item_id",
+            "location_id",
+            "location__priority",
+            "location__capabilities",
+            "on_hand",
+            "reserved",
+            "safety_stock",
+            "id",
+            "location__code",
+            "item__sku",
+        ),
+        list(wanted),
     )
     candidates: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
     for item_id, loc_id, priority, capabilities, on_hand, reserved, safety, stock_id, code, sku in rows:

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from .batching import insert
 from .models import OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ _kicker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-kick")
 
 def outbox_enqueue_task(name: str, **kwargs: Any) -> OutboxMessage:
     """Start background work `name(**kwargs)` once the current transaction commits."""
-    msg = OutboxMessage.objects.create(kind=OutboxMessage.Kind.TASK, topic=name, payload=kwargs)
+    msg = insert(OutboxMessage(kind=OutboxMessage.Kind.TASK, topic=name, payload=kwargs))
     transaction.on_commit(_kick_relay)
     return msg
 
@@ -37,8 +38,8 @@ def outbox_publish_event(event_type: str, data: dict[str, Any], *, ordering_key:
     """Record a domain event (webhooks, channel feeds) in the current transaction.
 
     Events sharing an `ordering_key` reach each subscriber in the order they were written."""
-    msg = OutboxMessage.objects.create(
-        kind=OutboxMessage.Kind.EVENT, topic=event_type, payload=data, ordering_key=ordering_key
+    msg = insert(
+        OutboxMessage(kind=OutboxMessage.Kind.EVENT, topic=event_type, payload=data, ordering_key=ordering_key)
     )
     transaction.on_commit(_kick_relay)
     return msg

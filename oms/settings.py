@@ -215,6 +215,9 @@ ATP_CACHE_SECONDS = float(os.environ.get("ATP_CACHE_SECONDS", "60"))  # 0 turns 
 # API keys are looked up once per process and kept this long: a revoked key (or a changed scope or
 # binding) keeps working in a process that has it cached for at most this many seconds.
 API_KEY_CACHE_SECONDS = float(os.environ.get("API_KEY_CACHE_SECONDS", "5"))  # 0: every request reads
+# Channels and hold rules, which every capture reads, likewise (oms/local_cache.py): an edit
+# applies at once in the process that saved it and within this many seconds in the others.
+CONFIG_CACHE_SECONDS = float(os.environ.get("CONFIG_CACHE_SECONDS", "5"))  # 0: every request reads
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "atp": (

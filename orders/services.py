@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from inventory.models import Capability, Channel, Item, Location
@@ -28,7 +28,9 @@ from inventory.services import (
     stock_reserve_in_channel,
 )
 from oms.actor import Actor
+from oms.batching import batched_inserts
 from oms.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
+from oms.local_cache import LocalCache
 from oms.outbox import outbox_enqueue_task, outbox_revive
 
 from . import events, sla
@@ -261,12 +263,16 @@ def _customer(data: CaptureInput) -> tuple[Customer, bool]:
     return customer, created
 
 
+hold_rules = LocalCache("hold-rules")  # channel id → its active rules and the global ones
+
+
+def _active_rules(channel_id: int) -> list[HoldRule]:
+    return list(HoldRule.objects.filter(Q(channel__isnull=True) | Q(channel_id=channel_id), active=True).order_by("id"))
+
+
 def _matching_rules(order: Order, new_customer: Callable[[], bool]) -> list[HoldRule]:
-    rules = HoldRule.objects.filter(active=True).filter(channel__isnull=True) | HoldRule.objects.filter(
-        active=True, channel=order.channel
-    )
     hits = []
-    for rule in rules.order_by("id"):
+    for rule in hold_rules.get(order.channel_id, lambda: _active_rules(order.channel_id)):
         if rule.condition == HoldRule.Condition.ORDER_TOTAL_ABOVE and rule.amount is not None:
             if order.grand_total > rule.amount:
                 hits.append(rule)
@@ -403,68 +409,70 @@ def order_capture(*, data: CaptureInput, actor: Actor) -> Order:
 
     The order comes back with what was just written (lines and their allocations, payments,
     holds, timeline) in its prefetch cache, so the API answers without reading it back."""
-    priced, totals, pickup = _validate_and_price(data)
-    customer, created = _customer(data)
-    # Asked only when a new-customer hold rule needs it (one query fewer on most captures).
-    returning = None if created else Order.objects.filter(customer=customer)
-    order = _create_order(data, customer, totals, pickup)
-    order._new_events = []  # orders.events._record appends each event it writes
-    lines = [
-        OrderLine(
-            order=order,
-            item=p.item,
-            sku=p.item.sku,
-            external_line_id=p.line.external_line_id,
-            quantity=p.line.quantity,
-            unit_price=p.line.unit_price,
-            discount_amount=p.line.discount_amount,
-            tax_amount=p.tax,
-        )
-        for p in priced
-    ]
-    allocations, backordered = _allocate(order, lines, data, pickup, actor)
-    OrderLine.objects.bulk_create(lines)
-    Allocation.objects.bulk_create(allocations)  # line ids come from the lines just saved
-    payments = []
-    if data.payment is not None:
-        payments.append(
-            Payment.objects.create(
+    # Timeline entries and outbox messages go in with one INSERT each when the block ends.
+    with batched_inserts():
+        priced, totals, pickup = _validate_and_price(data)
+        customer, created = _customer(data)
+        # Asked only when a new-customer hold rule needs it (one query fewer on most captures).
+        returning = None if created else Order.objects.filter(customer=customer)
+        order = _create_order(data, customer, totals, pickup)
+        order._new_events = []  # orders.events._record appends each event it writes
+        lines = [
+            OrderLine(
                 order=order,
-                method=data.payment.method,
-                reference=data.payment.reference,
-                amount_authorized=data.payment.amount_authorized,
-                amount_captured=data.payment.amount_captured,
-                status=payment_status(
-                    authorized=data.payment.amount_authorized,
-                    voided=Decimal(0),
-                    captured=data.payment.amount_captured,
-                    refunded=Decimal(0),
-                ),
+                item=p.item,
+                sku=p.item.sku,
+                external_line_id=p.line.external_line_id,
+                quantity=p.line.quantity,
+                unit_price=p.line.unit_price,
+                discount_amount=p.line.discount_amount,
+                tax_amount=p.tax,
             )
-        )
-    per_line: dict[int, list[Allocation]] = defaultdict(list)
-    for a in allocations:
-        per_line[id(a.line)].append(a)
-    for line in lines:
-        line._prefetched_objects_cache = {"allocations": per_line[id(line)]}
-    order._prefetched_objects_cache = {
-        "lines": lines,
-        "payments": payments,
-        "fulfillments": [],  # a new order has none of these yet (the reverse relations the answer reads)
-        "routing_decisions": [],
-        "returns": [],
-    }
-    derived = derive_status(lines, has_provisional=True)
-    if derived != order.status:
-        order.recompute(derived)
-        order.save(update_fields=["status"])
-    events.order_created(order, actor, backordered=backordered)
-    holds = [
-        _place_hold(order, hold_type=rule.hold_type, reason=_rule_reason(rule, order), actor=actor, rule=rule)
-        for rule in _matching_rules(order, lambda: returning is None or not returning.exclude(pk=order.pk).exists())
-    ]
-    if order.status != OrderStatus.ON_HOLD:  # held orders are not routed
-        request_routing(order)
+            for p in priced
+        ]
+        allocations, backordered = _allocate(order, lines, data, pickup, actor)
+        OrderLine.objects.bulk_create(lines)
+        Allocation.objects.bulk_create(allocations)  # line ids come from the lines just saved
+        payments = []
+        if data.payment is not None:
+            payments.append(
+                Payment.objects.create(
+                    order=order,
+                    method=data.payment.method,
+                    reference=data.payment.reference,
+                    amount_authorized=data.payment.amount_authorized,
+                    amount_captured=data.payment.amount_captured,
+                    status=payment_status(
+                        authorized=data.payment.amount_authorized,
+                        voided=Decimal(0),
+                        captured=data.payment.amount_captured,
+                        refunded=Decimal(0),
+                    ),
+                )
+            )
+        per_line: dict[int, list[Allocation]] = defaultdict(list)
+        for a in allocations:
+            per_line[id(a.line)].append(a)
+        for line in lines:
+            line._prefetched_objects_cache = {"allocations": per_line[id(line)]}
+        order._prefetched_objects_cache = {
+            "lines": lines,
+            "payments": payments,
+            "fulfillments": [],  # a new order has none of these yet (the reverse relations the answer reads)
+            "routing_decisions": [],
+            "returns": [],
+        }
+        derived = derive_status(lines, has_provisional=True)
+        if derived != order.status:
+            order.recompute(derived)
+            order.save(update_fields=["status"])
+        events.order_created(order, actor, backordered=backordered)
+        holds = [
+            _place_hold(order, hold_type=rule.hold_type, reason=_rule_reason(rule, order), actor=actor, rule=rule)
+            for rule in _matching_rules(order, lambda: returning is None or not returning.exclude(pk=order.pk).exists())
+        ]
+        if order.status != OrderStatus.ON_HOLD:  # held orders are not routed
+            request_routing(order)
     order._prefetched_objects_cache.update(holds=holds, events=order._new_events)
     del order._new_events
     return order

@@ -112,12 +112,14 @@ def unchanged(db):
 
 @pytest.fixture(autouse=True)
 def _fresh_caches():
-    """Per-process caches (ATP entries, API keys) start empty: ids are reused between tests."""
+    """Per-process caches (ATP entries, API keys, channels, hold rules) start empty: ids are
+    reused between tests."""
     from inventory import atp_cache
-    from oms import auth
+    from oms import auth, local_cache
 
     atp_cache.reset()
     auth.forget_keys()
+    local_cache.clear_all()
 
 
 @pytest.fixture(autouse=True)

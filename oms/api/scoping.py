@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from oms.errors import NotFound, PermissionDenied, ValidationFailed
+from oms.local_cache import LocalCache
+
+channels = LocalCache("channels")  # code → Channel or None; cleared by Channel saves (inventory.apps)
 
 
 def bound_channel_id(request) -> int | None:
@@ -24,7 +27,7 @@ def resolve_channel(request, code: str | None, *, field: str = "channel"):
         if key is not None and key.channel_id:
             return key.channel
         raise ValidationFailed(f"'{field}' is required.", fields={field: "This field is required."})
-    channel = Channel.objects.filter(code=code).first()
+    channel = channels.get(code, lambda: Channel.objects.filter(code=code).first())
     if channel is None:
         raise NotFound(f"Unknown channel '{code}'.", fields={field: "Unknown channel."})
     if key is not None and key.channel_id and key.channel_id != channel.pk:

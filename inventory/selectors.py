@@ -141,11 +141,10 @@ def prepared_rows(shape: tuple, build: Callable[[list[int]], QuerySet], item_ids
     params = template.copy()
     for slot, value in zip(slots, [*item_ids, *[item_ids[0]] * (size - len(item_ids))], strict=True):
         params[slot] = value
-    # A server-side prepared statement: PostgreSQL plans each shape once per connection (planning
-    # these joins costs twice what running them does for a few SKUs: 1.9 → 0.6 ms per batch).
-    # Django's own cursors bind on the client and never prepare; this is psycopg's plain cursor
-    # on the same connection and transaction. Django leaves preparing off (threshold None), so
-    # only statements that ask for it explicitly, these, are prepared.
+    # A server-side prepared statement from the first call: PostgreSQL plans each shape once per
+    # connection (planning these joins costs twice what running them does for a few SKUs: 1.9 →
+    # 0.6 ms per batch). psycopg's plain cursor on the same connection and transaction. With
+    # PG_PREPARE_THRESHOLD=0 (preparing off for Django's statements) only these are prepared.
     connection.ensure_connection()
     raw = connection.connection
     if raw.prepare_threshold is None:

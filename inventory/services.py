@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -165,30 +165,29 @@ def _stock_ids(pairs: Iterable[tuple[int, int]], *, create: bool = False) -> dic
 
 
 def _publish_stock_changed(ledger: Sequence[StockMovement], *, cause: str, known: _Known | None = None) -> None:
-    _publish_changes([(m.location_id, m.item_id) for m in ledger], cause=cause, known=known)
+    by_location: dict[int, set[int]] = defaultdict(set)
+    for m in ledger:
+        by_location[m.location_id].add(m.item_id)
+    _publish_changes(by_location, cause=cause, known=known)
 
 
-def _publish_changes(pairs: Sequence[tuple[int, int]], *, cause: str, known: _Known | None = None) -> None:
-    """Tell the ATP cache and subscribers that these (location id, item id) counters changed."""
-    if not pairs:
+def _publish_changes(by_location: dict[int, Collection[int]], *, cause: str, known: _Known | None = None) -> None:
+    """Tell the ATP cache and subscribers that these counters changed: {location id: item ids}."""
+    item_ids = {item for items in by_location.values() for item in items}
+    if not item_ids:
         return
-    item_ids = {item for _, item in pairs}
     atp_cache.stock_changed(item_ids)
-    location_ids = {loc for loc, _ in pairs}
-    if known is not None and location_ids <= known.codes.keys() and item_ids <= known.skus.keys():
+    if known is not None and by_location.keys() <= known.codes.keys() and item_ids <= known.skus.keys():
         locations, skus = known.codes, known.skus
     else:
-        locations = dict(Location.objects.filter(id__in=location_ids).values_list("id", "code"))
+        locations = dict(Location.objects.filter(id__in=by_location).values_list("id", "code"))
         skus = dict(Item.objects.filter(id__in=list(item_ids)[:EVENT_SKU_LIMIT]).values_list("id", "sku"))
-    by_location: dict[str, set[str]] = defaultdict(set)
-    for loc, item in pairs:
-        if item in skus:
-            by_location[locations[loc]].add(skus[item])
+    changes = {locations[loc]: sorted({skus[i] for i in items if i in skus}) for loc, items in by_location.items()}
     outbox_publish_event(
         "inventory.changed",
         {
             "cause": cause,
-            "changes": [{"location": loc, "skus": sorted(s)} for loc, s in sorted(by_location.items())],
+            "changes": [{"location": loc, "skus": s} for loc, s in sorted(changes.items()) if s],
             "truncated": len(item_ids) > EVENT_SKU_LIMIT,
         },
     )
@@ -451,11 +450,38 @@ def _item_ids(skus: list[str]) -> dict[str, int]:
     return found
 
 
-# (stock id, on_hand, safety_stock) / (item id, on_hand, safety_stock) /
-# (item id, delta on_hand, on_hand after, reserved after)
-_Updates = list[tuple[int, int, int]]
-_Creates = list[tuple[int, int, int]]
-_Ledger = list[tuple[int, int, int, int]]
+@dataclass
+class _SnapshotPlan:
+    """What a snapshot writes, column by column (the PostgreSQL statements take each column
+    as one array): stock rows to update and to create, and the ledger rows."""
+
+    update_ids: list[int] = field(default_factory=list)
+    update_on_hand: list[int] = field(default_factory=list)
+    update_safety: list[int] = field(default_factory=list)
+    create_items: list[int] = field(default_factory=list)
+    create_on_hand: list[int] = field(default_factory=list)
+    create_safety: list[int] = field(default_factory=list)
+    ledger_items: list[int] = field(default_factory=list)
+    ledger_delta: list[int] = field(default_factory=list)
+    ledger_on_hand: list[int] = field(default_factory=list)
+    ledger_reserved: list[int] = field(default_factory=list)
+
+    def update(self, stock_id: int, on_hand: int, safety: int) -> None:
+        self.update_ids.append(stock_id)
+        self.update_on_hand.append(on_hand)
+        self.update_safety.append(safety)
+
+    def create(self, item_id: int, on_hand: int, safety: int) -> None:
+        self.create_items.append(item_id)
+        self.create_on_hand.append(on_hand)
+        self.create_safety.append(safety)
+
+    def movement(self, item_id: int, delta: int, on_hand: int, reserved: int) -> None:
+        self.ledger_items.append(item_id)
+        self.ledger_delta.append(delta)
+        self.ledger_on_hand.append(on_hand)
+        self.ledger_reserved.append(reserved)
+
 
 _LEDGER_COLUMNS = (
     "location_id, item_id, delta_on_hand, delta_reserved, on_hand_after, reserved_after, reason, note, "
@@ -463,30 +489,37 @@ _LEDGER_COLUMNS = (
 )
 
 
-def _snapshot_write_postgres(
-    cursor, location_id: int, updates: _Updates, creates: _Creates, ledger: _Ledger, now, reference: str, actor: Actor
-) -> None:
+def _snapshot_write_postgres(cursor, location_id: int, plan: _SnapshotPlan, now, reference: str, actor: Actor) -> None:
     """Three set-based statements, each fed by whole-number arrays: no per-row SQL, no rows
     built in Python. The UPDATE names the location so PostgreSQL joins the arrays to that
     location's rows only (not a hash of the whole stock table)."""
-    if updates:
-        ids, on_hands, safeties = zip(*updates, strict=True)
+    if plan.update_ids:
         cursor.execute(
             "UPDATE inventory_stock SET on_hand = v.on_hand, safety_stock = v.safety_stock, updated_at = %s "
             "FROM unnest(%s::bigint[], %s::integer[], %s::integer[]) AS v(id, on_hand, safety_stock) "
             "WHERE inventory_stock.id = v.id AND inventory_stock.location_id = %s",
-            [now, _pg_array(ids), _pg_array(on_hands), _pg_array(safeties), location_id],
+            [
+                now,
+                _pg_array(plan.update_ids),
+                _pg_array(plan.update_on_hand),
+                _pg_array(plan.update_safety),
+                location_id,
+            ],
         )
-    if creates:
-        item_ids, on_hands, safeties = zip(*creates, strict=True)
+    if plan.create_items:
         cursor.execute(
             "INSERT INTO inventory_stock (location_id, item_id, on_hand, reserved, safety_stock, updated_at) "
             "SELECT %s, v.item_id, v.on_hand, 0, v.safety_stock, %s "
             "FROM unnest(%s::bigint[], %s::integer[], %s::integer[]) AS v(item_id, on_hand, safety_stock)",
-            [location_id, now, _pg_array(item_ids), _pg_array(on_hands), _pg_array(safeties)],
+            [
+                location_id,
+                now,
+                _pg_array(plan.create_items),
+                _pg_array(plan.create_on_hand),
+                _pg_array(plan.create_safety),
+            ],
         )
-    if ledger:
-        item_ids, deltas, on_hands, reserveds = zip(*ledger, strict=True)
+    if plan.ledger_items:
         a = actor.as_fields()
         cursor.execute(
             f"INSERT INTO inventory_stockmovement ({_LEDGER_COLUMNS}) "
@@ -502,17 +535,16 @@ def _snapshot_write_postgres(
                 a["actor_label"],
                 a["actor_user_id"],
                 a["actor_api_key_id"],
-                _pg_array(item_ids),
-                _pg_array(deltas),
-                _pg_array(on_hands),
-                _pg_array(reserveds),
+                _pg_array(plan.ledger_items),
+                _pg_array(plan.ledger_delta),
+                _pg_array(plan.ledger_on_hand),
+                _pg_array(plan.ledger_reserved),
             ],
         )
 
 
-def _snapshot_write_generic(
-    cursor, location_id: int, updates: _Updates, creates: _Creates, ledger: _Ledger, now, reference: str, actor: Actor
-) -> None:
+def _snapshot_write_generic(cursor, location_id: int, plan: _SnapshotPlan, now, reference: str, actor: Actor) -> None:
+    updates = list(zip(plan.update_ids, plan.update_on_hand, plan.update_safety, strict=True))
     for start in range(0, len(updates), SNAPSHOT_CHUNK):
         chunk = updates[start : start + SNAPSHOT_CHUNK]
         values = ", ".join(["(%s, %s, %s)"] * len(chunk))
@@ -527,11 +559,12 @@ def _snapshot_write_generic(
     Stock.objects.bulk_create(
         [
             Stock(location_id=location_id, item_id=item_id, on_hand=on_hand, safety_stock=safety, updated_at=now)
-            for item_id, on_hand, safety in creates
+            for item_id, on_hand, safety in zip(plan.create_items, plan.create_on_hand, plan.create_safety, strict=True)
         ],
         batch_size=SNAPSHOT_CHUNK,
     )
     actor_fields = actor.as_fields()
+    ledger = zip(plan.ledger_items, plan.ledger_delta, plan.ledger_on_hand, plan.ledger_reserved, strict=True)
     StockMovement.objects.bulk_create(
         [
             StockMovement(
@@ -581,18 +614,16 @@ def stock_snapshot(
             # The queryset's own SQL (FOR UPDATE, pk order) in one fetchall, not batches of 100.
             cursor.execute(*locked.query.sql_with_params())
             existing = {row[0]: row for row in cursor.fetchall()}
-        updates: _Updates = []
-        creates: _Creates = []
-        ledger: _Ledger = []
+        plan = _SnapshotPlan()
+        update, create, movement = plan.update, plan.create, plan.movement
         short: list[str] = []
-        listed = set(item_ids.values())
         for sku, (on_hand, safety) in counts.items():
             item_id = item_ids[sku]
             row = existing.get(item_id)
             if row is None:
-                creates.append((item_id, on_hand, safety or 0))
+                create(item_id, on_hand, safety or 0)
                 if on_hand:
-                    ledger.append((item_id, on_hand, on_hand, 0))
+                    movement(item_id, on_hand, on_hand, 0)
                 continue
             _, pk, old, reserved, old_safety = row
             if on_hand < reserved:
@@ -600,18 +631,19 @@ def stock_snapshot(
                 continue
             new_safety = old_safety if safety is None else safety
             if on_hand != old or new_safety != old_safety:
-                updates.append((pk, on_hand, new_safety))
+                update(pk, on_hand, new_safety)
                 if on_hand != old:
-                    ledger.append((item_id, on_hand - old, on_hand, reserved))
+                    movement(item_id, on_hand - old, on_hand, reserved)
         if full:
+            listed = set(item_ids.values())
             for item_id, pk, old, reserved, safety in existing.values():
                 if old == 0 or item_id in listed:
                     continue
                 if reserved > 0:
                     short.append(f"item {item_id} (omitted)")
                     continue
-                updates.append((pk, 0, safety))
-                ledger.append((item_id, -old, 0, 0))
+                update(pk, 0, safety)
+                movement(item_id, -old, 0, 0)
                 result.zeroed += 1
         if short:
             raise Conflict(
@@ -621,12 +653,11 @@ def stock_snapshot(
             )
         write = _snapshot_write_postgres if connection.vendor == "postgresql" else _snapshot_write_generic
         with connection.cursor() as cursor:
-            write(cursor, location.pk, updates, creates, ledger, timezone.now(), reference, actor)
-        result.changed = len(updates) - result.zeroed
-        result.created = len(creates)
-        loc = location.pk
-        _publish_changes([(loc, m[0]) for m in ledger], cause="snapshot")
-        _stock_arrived({item_id for item_id, delta, _, _ in ledger if delta > 0})
+            write(cursor, location.pk, plan, timezone.now(), reference, actor)
+        result.changed = len(plan.update_ids) - result.zeroed
+        result.created = len(plan.create_items)
+        _publish_changes({location.pk: plan.ledger_items}, cause="snapshot")
+        _stock_arrived({item for item, delta in zip(plan.ledger_items, plan.ledger_delta, strict=True) if delta > 0})
     return result
 
 
@@ -642,7 +673,7 @@ def stock_set_safety_stock(*, stock_id: int, safety_stock: int, actor: Actor) ->
     if row.safety_stock != safety_stock:
         Stock.objects.filter(pk=stock_id).update(safety_stock=safety_stock, updated_at=timezone.now())
         row.safety_stock = safety_stock
-        _publish_changes([(row.location_id, row.item_id)], cause="safety_stock")
+        _publish_changes({row.location_id: [row.item_id]}, cause="safety_stock")
     return row
 
 

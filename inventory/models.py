@@ -233,8 +233,14 @@ class StockMovement(ActorFields):
 
     # The ledger is write-heavy: no index beyond what its reads need (location is covered by
     # movement_stock_idx; no LIKE look-ups, so no varchar_pattern_ops twins).
-    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="+", db_index=False)
-    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+")
+    # No database-level foreign keys to location and item: each ledger row describes a stock
+    # row that holds the same pair under its own foreign keys, and the per-row checks were
+    # most of a 50,000-row snapshot's time. PROTECT still stops the ORM deleting either, and
+    # `ledger_mismatches()` reports ledger rows whose location or item no longer exists.
+    location = models.ForeignKey(
+        Location, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
+    )
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+", db_constraint=False)
     delta_on_hand = models.IntegerField(default=0)
     delta_reserved = models.IntegerField(default=0)
     on_hand_after = models.IntegerField()

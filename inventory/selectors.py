@@ -405,10 +405,14 @@ class LedgerMismatch:
     reserved: int
     ledger_on_hand: int
     ledger_reserved: int
+    # The ledger has no database-level foreign keys (see StockMovement): rows whose location or
+    # item was deleted are reported here, whatever their sums.
+    orphaned: bool = False
 
 
 def ledger_mismatches() -> list[LedgerMismatch]:
-    """Stock rows whose counters differ from the sum of their ledger movements."""
+    """Stock rows whose counters differ from the sum of their ledger movements, and ledger
+    rows that name a location or item that no longer exists."""
     sums = {
         (loc, item): (oh or 0, r or 0)
         for loc, item, oh, r in StockMovement.objects.values_list("location_id", "item_id")
@@ -422,7 +426,11 @@ def ledger_mismatches() -> list[LedgerMismatch]:
         lo, lr = sums.pop((loc, item), (0, 0))
         if (lo, lr) != (on_hand, reserved):
             out.append(LedgerMismatch(loc, item, on_hand, reserved, lo, lr))
-    for (loc, item), (lo, lr) in sums.items():
-        if (lo, lr) != (0, 0):
-            out.append(LedgerMismatch(loc, item, 0, 0, lo, lr))
+    if sums:  # ledger pairs without a stock row: sums must be zero and both ends must exist
+        locations = set(Location.objects.filter(id__in={loc for loc, _ in sums}).values_list("id", flat=True))
+        items = set(Item.objects.filter(id__in={item for _, item in sums}).values_list("id", flat=True))
+        for (loc, item), (lo, lr) in sums.items():
+            orphaned = loc not in locations or item not in items
+            if orphaned or (lo, lr) != (0, 0):
+                out.append(LedgerMismatch(loc, item, 0, 0, lo, lr, orphaned=orphaned))
     return out

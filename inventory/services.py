@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import NamedTuple
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -167,25 +166,29 @@ def _stock_ids(pairs: Iterable[tuple[int, int]], *, create: bool = False) -> dic
 
 
 def _publish_stock_changed(ledger: Sequence[StockMovement], *, cause: str, known: _Known | None = None) -> None:
-    if not ledger:
+    by_location: dict[int, set[int]] = defaultdict(set)
+    for m in ledger:
+        by_location[m.location_id].add(m.item_id)
+    _publish_changes(by_location, cause=cause, known=known)
+
+
+def _publish_changes(by_location: dict[int, Collection[int]], *, cause: str, known: _Known | None = None) -> None:
+    """Tell the ATP cache and subscribers that these counters changed: {location id: item ids}."""
+    item_ids = {item for items in by_location.values() for item in items}
+    if not item_ids:
         return
-    item_ids = {m.item_id for m in ledger}
     atp_cache.stock_changed(item_ids)
-    location_ids = {m.location_id for m in ledger}
-    if known is not None and location_ids <= known.codes.keys() and item_ids <= known.skus.keys():
+    if known is not None and by_location.keys() <= known.codes.keys() and item_ids <= known.skus.keys():
         locations, skus = known.codes, known.skus
     else:
-        locations = dict(Location.objects.filter(id__in=location_ids).values_list("id", "code"))
+        locations = dict(Location.objects.filter(id__in=by_location).values_list("id", "code"))
         skus = dict(Item.objects.filter(id__in=list(item_ids)[:EVENT_SKU_LIMIT]).values_list("id", "sku"))
-    by_location: dict[str, set[str]] = defaultdict(set)
-    for m in ledger:
-        if m.item_id in skus:
-            by_location[locations[m.location_id]].add(skus[m.item_id])
+    changes = {locations[loc]: sorted({skus[i] for i in items if i in skus}) for loc, items in by_location.items()}
     outbox_publish_event(
         "inventory.changed",
         {
             "cause": cause,
-            "changes": [{"location": loc, "skus": sorted(s)} for loc, s in sorted(by_location.items())],
+            "changes": [{"location": loc, "skus": s} for loc, s in sorted(changes.items()) if s],
             "truncated": len(item_ids) > EVENT_SKU_LIMIT,
         },
     )
@@ -421,42 +424,164 @@ class SnapshotResult:
 SNAPSHOT_CHUNK = 2000
 
 
-class _Moved(NamedTuple):
-    """What `_publish_stock_changed` reads from a ledger row, without a model instance."""
+def _pg_array(values: Iterable[int]) -> str:
+    """A PostgreSQL array literal for whole numbers: one short string parameter instead of
+    50,000 adapted ints (the client-side binding quotes each element of a list)."""
+    return "{" + ",".join(map(str, values)) + "}"
 
-    location_id: int
-    item_id: int
+
+def _pg_text_array(values: Iterable[str]) -> str:
+    """The same for strings: each element double-quoted, its backslashes and quotes escaped."""
+    return "{" + ",".join(['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]) + "}"
 
 
-def _bulk_insert(cursor, model, fields: Sequence[str], rows: list[tuple]) -> None:
-    """Insert plain tuples. PostgreSQL: one COPY, so tens of thousands of rows cost no model
-    instances and no per-row SQL parameters. Elsewhere: bulk_create, as before."""
-    if not rows:
-        return
+def _item_ids(skus: list[str]) -> dict[str, int]:
+    """{sku: item id} for the SKUs that exist. PostgreSQL: one join against an array constant,
+    whose size the planner sees (a hash join, not 50,000 index probes); elsewhere IN lists."""
     if connection.vendor == "postgresql":
-        qn = connection.ops.quote_name
-        columns = ", ".join(qn(model._meta.get_field(f).column) for f in fields)
-        with cursor.cursor.copy(f"COPY {qn(model._meta.db_table)} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-    else:
-        names = [model._meta.get_field(f).attname for f in fields]
-        model.objects.bulk_create(
-            [model(**dict(zip(names, row, strict=True))) for row in rows], batch_size=SNAPSHOT_CHUNK
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT i.sku, i.id FROM inventory_item i JOIN unnest(%s::text[]) AS v(sku) ON i.sku = v.sku",
+                [_pg_text_array(skus)],
+            )
+            return dict(cursor.fetchall())
+    found: dict[str, int] = {}
+    for start in range(0, len(skus), 10_000):
+        found.update(Item.objects.filter(sku__in=skus[start : start + 10_000]).values_list("sku", "id"))
+    return found
+
+
+@dataclass
+class _SnapshotPlan:
+    """What a snapshot writes, column by column (the PostgreSQL statements take each column
+    as one array): stock rows to update and to create, and the ledger rows."""
+
+    update_ids: list[int] = field(default_factory=list)
+    update_on_hand: list[int] = field(default_factory=list)
+    update_safety: list[int] = field(default_factory=list)
+    create_items: list[int] = field(default_factory=list)
+    create_on_hand: list[int] = field(default_factory=list)
+    create_safety: list[int] = field(default_factory=list)
+    ledger_items: list[int] = field(default_factory=list)
+    ledger_delta: list[int] = field(default_factory=list)
+    ledger_on_hand: list[int] = field(default_factory=list)
+    ledger_reserved: list[int] = field(default_factory=list)
+
+    def update(self, stock_id: int, on_hand: int, safety: int) -> None:
+        self.update_ids.append(stock_id)
+        self.update_on_hand.append(on_hand)
+        self.update_safety.append(safety)
+
+    def create(self, item_id: int, on_hand: int, safety: int) -> None:
+        self.create_items.append(item_id)
+        self.create_on_hand.append(on_hand)
+        self.create_safety.append(safety)
+
+    def movement(self, item_id: int, delta: int, on_hand: int, reserved: int) -> None:
+        self.ledger_items.append(item_id)
+        self.ledger_delta.append(delta)
+        self.ledger_on_hand.append(on_hand)
+        self.ledger_reserved.append(reserved)
+
+
+_LEDGER_COLUMNS = (
+    "location_id, item_id, delta_on_hand, delta_reserved, on_hand_after, reserved_after, reason, note, "
+    "reference, created_at, actor_type, actor_label, actor_user_id, actor_api_key_id"
+)
+
+
+def _snapshot_write_postgres(cursor, location_id: int, plan: _SnapshotPlan, now, reference: str, actor: Actor) -> None:
+    """Three set-based statements, each fed by whole-number arrays: no per-row SQL, no rows
+    built in Python. The UPDATE names the location so PostgreSQL joins the arrays to that
+    location's rows only (not a hash of the whole stock table)."""
+    if plan.update_ids:
+        cursor.execute(
+            "UPDATE inventory_stock SET on_hand = v.on_hand, safety_stock = v.safety_stock, updated_at = %s "
+            "FROM unnest(%s::bigint[], %s::integer[], %s::integer[]) AS v(id, on_hand, safety_stock) "
+            "WHERE inventory_stock.id = v.id AND inventory_stock.location_id = %s",
+            [
+                now,
+                _pg_array(plan.update_ids),
+                _pg_array(plan.update_on_hand),
+                _pg_array(plan.update_safety),
+                location_id,
+            ],
+        )
+    if plan.create_items:
+        cursor.execute(
+            "INSERT INTO inventory_stock (location_id, item_id, on_hand, reserved, safety_stock, updated_at) "
+            "SELECT %s, v.item_id, v.on_hand, 0, v.safety_stock, %s "
+            "FROM unnest(%s::bigint[], %s::integer[], %s::integer[]) AS v(item_id, on_hand, safety_stock)",
+            [
+                location_id,
+                now,
+                _pg_array(plan.create_items),
+                _pg_array(plan.create_on_hand),
+                _pg_array(plan.create_safety),
+            ],
+        )
+    if plan.ledger_items:
+        a = actor.as_fields()
+        cursor.execute(
+            f"INSERT INTO inventory_stockmovement ({_LEDGER_COLUMNS}) "
+            "SELECT %s, v.item_id, v.delta, 0, v.on_hand, v.reserved, %s, '', %s, %s, %s, %s, %s, %s "
+            "FROM unnest(%s::bigint[], %s::integer[], %s::integer[], %s::integer[]) "
+            "AS v(item_id, delta, on_hand, reserved)",
+            [
+                location_id,
+                MovementReason.SNAPSHOT.value,
+                reference[:200],
+                now,
+                a["actor_type"],
+                a["actor_label"],
+                a["actor_user_id"],
+                a["actor_api_key_id"],
+                _pg_array(plan.ledger_items),
+                _pg_array(plan.ledger_delta),
+                _pg_array(plan.ledger_on_hand),
+                _pg_array(plan.ledger_reserved),
+            ],
         )
 
 
-def _update_counts_postgres(cursor, updates: list[tuple[int, int, int]], now) -> None:
-    """(stock id, on_hand, safety_stock) rows in one statement with three array parameters,
-    however many rows: no per-row placeholders for the client to build or the server to parse."""
-    if not updates:
-        return
-    ids, on_hands, safeties = (list(column) for column in zip(*updates, strict=True))
-    cursor.execute(
-        "UPDATE inventory_stock SET on_hand = v.on_hand, safety_stock = v.safety_stock, updated_at = %s "
-        "FROM unnest(%s::bigint[], %s::integer[], %s::integer[]) AS v(id, on_hand, safety_stock) "
-        "WHERE inventory_stock.id = v.id",
-        [now, ids, on_hands, safeties],
+def _snapshot_write_generic(cursor, location_id: int, plan: _SnapshotPlan, now, reference: str, actor: Actor) -> None:
+    updates = list(zip(plan.update_ids, plan.update_on_hand, plan.update_safety, strict=True))
+    for start in range(0, len(updates), SNAPSHOT_CHUNK):
+        chunk = updates[start : start + SNAPSHOT_CHUNK]
+        values = ", ".join(["(%s, %s, %s)"] * len(chunk))
+        params = [v for row in chunk for v in row]
+        # Portable bulk update: UPDATE … FROM (VALUES …) works on SQLite ≥ 3.33 too.
+        cursor.execute(
+            f"UPDATE inventory_stock SET on_hand = v.column2, safety_stock = v.column3, "
+            f"updated_at = %s FROM (VALUES {values}) AS v "
+            f"WHERE inventory_stock.id = v.column1",
+            [now, *params],
+        )
+    Stock.objects.bulk_create(
+        [
+            Stock(location_id=location_id, item_id=item_id, on_hand=on_hand, safety_stock=safety, updated_at=now)
+            for item_id, on_hand, safety in zip(plan.create_items, plan.create_on_hand, plan.create_safety, strict=True)
+        ],
+        batch_size=SNAPSHOT_CHUNK,
+    )
+    actor_fields = actor.as_fields()
+    ledger = zip(plan.ledger_items, plan.ledger_delta, plan.ledger_on_hand, plan.ledger_reserved, strict=True)
+    StockMovement.objects.bulk_create(
+        [
+            StockMovement(
+                location_id=location_id,
+                item_id=item_id,
+                delta_on_hand=delta,
+                on_hand_after=on_hand,
+                reserved_after=reserved,
+                reason=MovementReason.SNAPSHOT,
+                reference=reference[:200],
+                created_at=now,
+                **actor_fields,
+            )
+            for item_id, delta, on_hand, reserved in ledger
+        ],
+        batch_size=SNAPSHOT_CHUNK,
     )
 
 
@@ -472,60 +597,53 @@ def stock_snapshot(
 
     With `full`, SKUs the location holds but the snapshot omits are counted as zero.
     Bulk statements (no per-row saves) so tens of thousands of rows fit in one request.
+    The location's stock rows are locked (in pk order) before they are compared, so the
+    deltas written to the ledger are exact whatever reserves run concurrently.
     """
     result = SnapshotResult(rows=len(counts))
     skus = list(counts)
-    item_ids: dict[str, int] = {}
-    for start in range(0, len(skus), 10_000):
-        item_ids.update(Item.objects.filter(sku__in=skus[start : start + 10_000]).values_list("sku", "id"))
-    unknown = [s for s in skus if s not in item_ids]
-    if unknown:
+    item_ids = _item_ids(skus)
+    if len(item_ids) < len(skus):
+        unknown = [s for s in skus if s not in item_ids]
         raise ValidationFailed(
             f"{len(unknown)} unknown SKU(s): {', '.join(unknown[:20])}",
             fields={"rows.sku": f"Unknown SKU(s): {', '.join(unknown[:20])}"},
         )
-    wanted = {item_ids[sku]: value for sku, value in counts.items()}
     with transaction.atomic():
-        existing = {
-            item_id: (pk, on_hand, reserved, safety)
-            for pk, item_id, on_hand, reserved, safety in stock_for_update(location=location).values_list(
-                "id", "item_id", "on_hand", "reserved", "safety_stock"
-            )
-        }
-        updates: list[tuple[int, int, int]] = []  # (stock id, on_hand, safety_stock)
-        creates: list[tuple[int, int, int]] = []  # (item id, on_hand, safety_stock)
-        ledger: list[tuple[int, int, int, int]] = []  # (item id, delta, on_hand, reserved)
+        locked = stock_for_update(location=location).values_list("item_id", "id", "on_hand", "reserved", "safety_stock")
+        with connection.cursor() as cursor:
+            # The queryset's own SQL (FOR UPDATE, pk order) in one fetchall, not batches of 100.
+            cursor.execute(*locked.query.sql_with_params())
+            existing = {row[0]: row for row in cursor.fetchall()}
+        plan = _SnapshotPlan()
+        update, create, movement = plan.update, plan.create, plan.movement
         short: list[str] = []
-        actor_fields = actor.as_fields()
-        sku_by_id = {v: k for k, v in item_ids.items()}
-
-        def movement(item_id: int, delta: int, on_hand: int, reserved: int) -> None:
-            ledger.append((item_id, delta, on_hand, reserved))
-
-        for item_id, (on_hand, safety) in wanted.items():
+        for sku, (on_hand, safety) in counts.items():
+            item_id = item_ids[sku]
             row = existing.get(item_id)
             if row is None:
-                creates.append((item_id, on_hand, safety or 0))
+                create(item_id, on_hand, safety or 0)
                 if on_hand:
                     movement(item_id, on_hand, on_hand, 0)
                 continue
-            pk, old, reserved, old_safety = row
+            _, pk, old, reserved, old_safety = row
             if on_hand < reserved:
-                short.append(sku_by_id[item_id])
+                short.append(sku)
                 continue
             new_safety = old_safety if safety is None else safety
             if on_hand != old or new_safety != old_safety:
-                updates.append((pk, on_hand, new_safety))
+                update(pk, on_hand, new_safety)
                 if on_hand != old:
                     movement(item_id, on_hand - old, on_hand, reserved)
         if full:
-            for item_id, (pk, old, reserved, safety) in existing.items():
-                if item_id in wanted or old == 0:
+            listed = set(item_ids.values())
+            for item_id, pk, old, reserved, safety in existing.values():
+                if old == 0 or item_id in listed:
                     continue
                 if reserved > 0:
                     short.append(f"item {item_id} (omitted)")
                     continue
-                updates.append((pk, 0, safety))
+                update(pk, 0, safety)
                 movement(item_id, -old, 0, 0)
                 result.zeroed += 1
         if short:
@@ -534,66 +652,13 @@ def stock_snapshot(
                 f"{', '.join(short[:20])}; release or re-route those reservations first.",
                 fields={"rows.on_hand": "Below reserved for: " + ", ".join(short[:20])},
             )
-        now = timezone.now()
+        write = _snapshot_write_postgres if connection.vendor == "postgresql" else _snapshot_write_generic
         with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                _update_counts_postgres(cursor, updates, now)
-            else:
-                for start in range(0, len(updates), SNAPSHOT_CHUNK):
-                    chunk = updates[start : start + SNAPSHOT_CHUNK]
-                    values = ", ".join(["(%s, %s, %s)"] * len(chunk))
-                    params = [v for row in chunk for v in row]
-                    # Portable bulk update: UPDATE … FROM (VALUES …) works on SQLite ≥ 3.33 too.
-                    cursor.execute(
-                        f"UPDATE inventory_stock SET on_hand = v.column2, safety_stock = v.column3, "
-                        f"updated_at = %s FROM (VALUES {values}) AS v "
-                        f"WHERE inventory_stock.id = v.column1",
-                        [now, *params],
-                    )
-            _bulk_insert(
-                cursor,
-                Stock,
-                ("location", "item", "on_hand", "reserved", "safety_stock", "updated_at"),
-                [(location.pk, item_id, oh, 0, safety, now) for item_id, oh, safety in creates],
-            )
-            actor_values = tuple(actor_fields.values())
-            _bulk_insert(
-                cursor,
-                StockMovement,
-                (
-                    "location",
-                    "item",
-                    "delta_on_hand",
-                    "delta_reserved",
-                    "on_hand_after",
-                    "reserved_after",
-                    "reason",
-                    "note",
-                    "reference",
-                    "created_at",
-                    *actor_fields,
-                ),
-                [
-                    (
-                        location.pk,
-                        item_id,
-                        delta,
-                        0,
-                        oh,
-                        reserved,
-                        "snapshot",
-                        "",
-                        reference[:200],
-                        now,
-                        *actor_values,
-                    )
-                    for item_id, delta, oh, reserved in ledger
-                ],
-            )
-        result.changed = len(updates) - result.zeroed
-        result.created = len(creates)
-        _publish_stock_changed([_Moved(location.pk, m[0]) for m in ledger], cause="snapshot")
-        _stock_arrived({item_id for item_id, delta, _, _ in ledger if delta > 0})
+            write(cursor, location.pk, plan, timezone.now(), reference, actor)
+        result.changed = len(plan.update_ids) - result.zeroed
+        result.created = len(plan.create_items)
+        _publish_changes({location.pk: plan.ledger_items}, cause="snapshot")
+        _stock_arrived({item for item, delta in zip(plan.ledger_items, plan.ledger_delta, strict=True) if delta > 0})
     return result
 
 
@@ -609,7 +674,7 @@ def stock_set_safety_stock(*, stock_id: int, safety_stock: int, actor: Actor) ->
     if row.safety_stock != safety_stock:
         Stock.objects.filter(pk=stock_id).update(safety_stock=safety_stock, updated_at=timezone.now())
         row.safety_stock = safety_stock
-        _publish_stock_changed([_Moved(row.location_id, row.item_id)], cause="safety_stock")
+        _publish_changes({row.location_id: [row.item_id]}, cause="safety_stock")
     return row
 
 

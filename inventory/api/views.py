@@ -329,25 +329,24 @@ def _parse_snapshot_rows(data) -> tuple[dict[str, tuple[int, int | None]], bool,
         )
     counts: dict[str, tuple[int, int | None]] = {}
     errors: dict[str, str] = {}
-
-    def quantity(value) -> bool:
-        return type(value) is int and 0 <= value <= s.MAX_QUANTITY
-
+    top = s.MAX_QUANTITY
+    # Checks inlined (no helper call per row): this loop runs 50,000 times per request.
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             errors[f"rows[{i}]"] = "Must be an object."
         else:
             sku, on_hand, safety = row.get("sku"), row.get("on_hand"), row.get("safety_stock")
-            if not isinstance(sku, str) or not sku or len(sku) > 64:
+            if not isinstance(sku, str) or not sku or len(sku) > 64 or "\x00" in sku:
                 errors[f"rows[{i}].sku"] = "A SKU string is required."
-            elif not quantity(on_hand):
-                errors[f"rows[{i}].on_hand"] = f"A whole number from 0 to {s.MAX_QUANTITY} is required."
-            elif safety is not None and not quantity(safety):
-                errors[f"rows[{i}].safety_stock"] = f"A whole number from 0 to {s.MAX_QUANTITY}."
+            elif type(on_hand) is not int or not 0 <= on_hand <= top:
+                errors[f"rows[{i}].on_hand"] = f"A whole number from 0 to {top} is required."
+            elif safety is not None and (type(safety) is not int or not 0 <= safety <= top):
+                errors[f"rows[{i}].safety_stock"] = f"A whole number from 0 to {top}."
             elif sku in counts:
                 errors[f"rows[{i}].sku"] = f"Duplicate SKU {sku}."
             else:
                 counts[sku] = (on_hand, safety)
+                continue
         if len(errors) >= 20:
             break
     if errors:

@@ -201,6 +201,7 @@ def test_location_bound_key_changes_only_its_location(make_key, stocked, unchang
         ({"rows": [{"sku": "A", "on_hand": 10**9}]}, "validation_error", "rows[0].on_hand"),
         ({"rows": [{"sku": "A"}]}, "validation_error", "rows[0].on_hand"),
         ({"rows": [{"on_hand": 1}]}, "validation_error", "rows[0].sku"),
+        ({"rows": [{"sku": "A\x00", "on_hand": 1}]}, "validation_error", "rows[0].sku"),
         ({"rows": [{"sku": "A", "on_hand": 1}, {"sku": "A", "on_hand": 2}]}, "validation_error", "rows[1].sku"),
         ({"rows": [{"sku": "A", "on_hand": 1}, {"sku": "NOPE", "on_hand": 2}]}, "validation_error", "sku"),
         ({"rows": [{"sku": "A", "on_hand": 1, "safety_stock": -2}]}, "validation_error", "safety_stock"),

@@ -1,9 +1,13 @@
-"""stock_snapshot at a size that crosses its batching: one UPDATE … FROM unnest(…) on PostgreSQL,
-VALUES batches elsewhere; counters, safety stock and the ledger must come out the same."""
+"""stock_snapshot at a size that crosses its batching: set-based statements fed by arrays on
+PostgreSQL, VALUES batches elsewhere; counters, safety stock and the ledger must come out the same."""
+
+from io import StringIO
 
 import pytest
 from django.conf import settings
+from django.core.management import CommandError, call_command
 from django.db import connection
+from django.db.models import ProtectedError
 from django.test.utils import CaptureQueriesContext
 
 from inventory.models import Item, Stock, StockMovement
@@ -55,11 +59,60 @@ def test_second_snapshot_changes_every_row(many):
 
 
 @pytest.mark.postgres
-def test_unnest_update_on_postgres(many):
-    """The PostgreSQL path itself (also run by the test above there)."""
+def test_set_based_statements_on_postgres(many):
+    """The PostgreSQL path itself (also run by the test above there): SKUs, locked rows, one
+    UPDATE, one stock INSERT and one ledger INSERT, each fed by arrays, whatever the size."""
     stock_snapshot(location=many, counts={"S-00001": (3, 1), "S-00002": (4, 0)}, actor=ACTOR, full=False)
     with CaptureQueriesContext(connection) as queries:
-        stock_snapshot(location=many, counts={"S-00001": (8, None), "S-00002": (0, 3)}, actor=ACTOR, full=False)
-    assert counts(many) == {"S-00001": (8, 1), "S-00002": (0, 3)}
-    assert sum("unnest" in q["sql"] for q in queries.captured_queries) == 1
+        stock_snapshot(
+            location=many,
+            counts={"S-00001": (8, None), "S-00002": (0, 3), "S-00003": (5, None), "S-00004": (0, None)},
+            actor=ACTOR,
+            reference="mixed",
+            full=False,
+        )
+    assert counts(many) == {"S-00001": (8, 1), "S-00002": (0, 3), "S-00003": (5, 0), "S-00004": (0, 0)}
+    writes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("UPDATE", "INSERT INTO inventory_"))]
+    assert [w.split(" (")[0].split(" SET")[0] for w in writes] == [
+        "UPDATE inventory_stock",
+        "INSERT INTO inventory_stock",
+        "INSERT INTO inventory_stockmovement",
+    ]
+    assert all("unnest" in w for w in writes)
+    moves = StockMovement.objects.filter(reference="mixed").values_list("item__sku", "delta_on_hand", "on_hand_after")
+    assert sorted(moves) == [("S-00001", 5, 8), ("S-00002", -4, 0), ("S-00003", 5, 5)]
     assert ledger_mismatches() == []
+
+
+SPECIAL_SKUS = ['QUOTE"D', "BACK\\SLASH", "COMMA,{BRACE}", "SPACE D", "ÜNICODE-é", "NULL", "'APOS"]
+
+
+def test_skus_with_special_characters(db):
+    """The PostgreSQL path sends SKUs as one array literal: quoting must hold for any SKU."""
+    Item.objects.bulk_create([Item(sku=sku, name=sku) for sku in SPECIAL_SKUS])
+    location = LocationFactory(code="ODD")
+    result = stock_snapshot(
+        location=location, counts={sku: (i + 1, None) for i, sku in enumerate(SPECIAL_SKUS)}, actor=ACTOR
+    )
+    assert result.created == len(SPECIAL_SKUS)
+    assert counts(location) == {sku: (i + 1, 0) for i, sku in enumerate(SPECIAL_SKUS)}
+    assert ledger_mismatches() == []
+
+
+def test_ledger_without_database_foreign_keys_is_still_checked(many):
+    """The ledger's location and item are not database foreign keys: the ORM still refuses to
+    delete what the ledger names, and ledger_mismatches() reports rows that outlive either."""
+    stock_snapshot(location=many, counts={"S-00001": (3, None)}, actor=ACTOR, full=False)
+    item = Item.objects.get(sku="S-00001")
+    Stock.objects.filter(item=item).delete()
+    StockMovement.objects.filter(item=item).update(delta_on_hand=0)  # sums to zero: only the orphan shows
+    with pytest.raises(ProtectedError):
+        item.delete()
+    assert ledger_mismatches() == []
+    StockMovement.objects.filter(item=item).update(item_id=item.pk + 10**6)
+    (mismatch,) = ledger_mismatches()
+    assert (mismatch.location_id, mismatch.item_id, mismatch.orphaned) == (many.pk, item.pk + 10**6, True)
+    out = StringIO()
+    with pytest.raises(CommandError, match="1 stock row"):
+        call_command("inventory_check", stdout=out)
+    assert "deleted location or item" in out.getvalue()

@@ -12,6 +12,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"location={m.location_id} item={m.item_id}: counters on_hand={m.on_hand} "
                 f"reserved={m.reserved}, ledger on_hand={m.ledger_on_hand} reserved={m.ledger_reserved}"
+                + (" (ledger rows for a deleted location or item)" if m.orphaned else "")
             )
         if mismatches:
             raise CommandError(f"{len(mismatches)} stock row(s) disagree with the ledger.")

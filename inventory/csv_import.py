@@ -24,10 +24,11 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 
+from oms import local_cache
 from oms.actor import Actor
 from oms.errors import DomainError
 
-from . import services
+from . import atp_cache, services
 from .models import Capability, Item, Location, LocationType, Stock
 
 log = logging.getLogger(__name__)
@@ -260,6 +261,9 @@ def _upsert(
             model.objects.bulk_create(creates, batch_size=BATCH)
             if updates and updating:
                 model.objects.bulk_update(updates, updating, batch_size=BATCH)
+                # bulk_update sends no save signals: tell the caches that read these rows
+                atp_cache.config_changed()
+                local_cache.clear_all()
     except IntegrityError:
         # Another import created one of these keys since we read them: nothing was written.
         result.errors.append("a concurrent change touched the same rows; nothing was imported, try again")

@@ -1,5 +1,5 @@
 """Per-process copies of rows that every capture reads and merchants rarely edit (channels, hold
-rules). An edit saved in this process clears its copies at once (model signals); other processes
+rules, items). An edit saved in this process clears its copies at once (model signals); other processes
 pick it up within CONFIG_CACHE_SECONDS. 0 reads the database every time."""
 
 from __future__ import annotations
@@ -32,6 +32,29 @@ class LocalCache:
             self._data.clear()
         self._data[key] = (now, value)
         return value
+
+    def get_many(self, keys: set, load: Callable[[set], dict]) -> dict:
+        """{key: value} for the keys that exist, loading the missing ones with one call
+        (keys that `load` does not return are not remembered)."""
+        ttl = settings.CONFIG_CACHE_SECONDS
+        if ttl <= 0:
+            return load(keys)
+        now = time.monotonic()
+        found, missing = {}, set()
+        for key in keys:
+            hit = self._data.get(key)
+            if hit is not None and now - hit[0] < ttl:
+                found[key] = hit[1]
+            else:
+                missing.add(key)
+        if missing:
+            loaded = load(missing)
+            if len(self._data) > 10_000:
+                self._data.clear()
+            for key, value in loaded.items():
+                self._data[key] = (now, value)
+            found.update(loaded)
+        return found
 
     def clear(self, *args, **kwargs) -> None:  # also a signal receiver
         self._data.clear()

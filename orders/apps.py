@@ -5,7 +5,10 @@ class OrdersConfig(AppConfig):
     name = "orders"
 
     def ready(self) -> None:
+        from inventory.models import Item
+
         from .models import HoldRule
-        from .services import hold_rules
+        from .services import catalogue, hold_rules
 
         hold_rules.clear_on_change(HoldRule)
+        catalogue.clear_on_change(Item)

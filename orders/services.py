@@ -148,6 +148,10 @@ class _Priced:
 
 # --- Capture ---------------------------------------------------------------------------------
 
+# Per-process copies (oms/local_cache.py): edits apply here at once, elsewhere within seconds.
+hold_rules = LocalCache("hold-rules")  # channel id → its active rules and the global ones
+catalogue = LocalCache("items")  # SKU → Item, for capture's checks (unknown, not sold)
+
 
 def _validate_and_price(data: CaptureInput) -> tuple[list[_Priced], dict, Location | None]:
     """Everything that can be checked before writing; raises ValidationFailed with field paths."""
@@ -157,7 +161,7 @@ def _validate_and_price(data: CaptureInput) -> tuple[list[_Priced], dict, Locati
     if not CURRENCY_RE.match(data.currency):
         errors["currency"] = "Use a three-letter ISO 4217 code, e.g. USD."
     skus = {line.sku for line in data.lines}
-    items = {i.sku: i for i in Item.objects.filter(sku__in=skus)}
+    items = catalogue.get_many(skus, lambda missing: {i.sku: i for i in Item.objects.filter(sku__in=missing)})
     seen: set[str] = set()
     for index, line in enumerate(data.lines):
         item = items.get(line.sku)
@@ -261,9 +265,6 @@ def _customer(data: CaptureInput) -> tuple[Customer, bool]:
     if changed:
         customer.save(update_fields=changed)
     return customer, created
-
-
-hold_rules = LocalCache("hold-rules")  # channel id → its active rules and the global ones
 
 
 def _active_rules(channel_id: int) -> list[HoldRule]:

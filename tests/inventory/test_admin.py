@@ -524,3 +524,17 @@ def test_changelists_answer_with_bounded_queries(admin_client, busy, model, djan
         response = admin_client.get(url)
 
     assert response.status_code == 200
+
+
+def test_items_deactivated_by_csv_import_are_refused_at_once(api, capture, order_body):
+    """bulk_update sends no save signals: the import itself clears the per-process copies
+    (capture's items, the ATP cache) so the very next capture and availability read see it."""
+    capture(external_id="E-1")  # SKU A is now cached for capture
+    assert api.get("/api/v1/availability/?skus=A&channel=web").json()["items"][0]["available"] > 0
+    result = csv_import.import_items_csv(
+        SimpleUploadedFile("items.csv", b"sku,name,active\nA,Widget,false\n"), Actor.system("t")
+    )
+    assert result.updated == 1, result
+    r = api.post("/api/v1/orders/", order_body(external_id="E-2"), format="json")
+    assert r.status_code == 400 and "not sold" in r.content.decode(), r.content
+    assert api.get("/api/v1/availability/?skus=A&channel=web").json()["items"][0]["inactive"] is True

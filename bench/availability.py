@@ -486,7 +486,9 @@ def main() -> None:
         default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14"),
         help="the shared ATP cache of the gunicorn workers ('' for a process-local cache)",
     )
-    parser.add_argument("--ttl", type=float, default=None, help="ATP_CACHE_SECONDS for the server (default 5)")
+    parser.add_argument(
+        "--ttl", type=float, default=None, help="ATP_CACHE_SECONDS for the server (default: the setting, 60)"
+    )
     parser.add_argument("--port", type=int, default=8141)
     parser.add_argument("--skip-in-process", action="store_true")
     parser.add_argument("--skip-http", action="store_true")

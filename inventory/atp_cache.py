@@ -324,12 +324,18 @@ def _local_lifetime() -> float:
     return max(60.0, ttl())
 
 
-def local_item(sku: str) -> tuple[int, bool] | None:
-    """(item id, active) for a SKU looked up recently in this process."""
-    hit = _state.items.get(sku)
-    if hit is None or time.monotonic() - hit[2] > _local_lifetime():
-        return None
-    return hit[0], hit[1]
+def local_items(skus: list[str]) -> tuple[dict[str, tuple[int, bool]], list[str]]:
+    """({sku: (item id, active)} for SKUs looked up recently in this process, the other SKUs)."""
+    oldest = time.monotonic() - _local_lifetime()
+    known, unknown = {}, []
+    items = _state.items
+    for sku in skus:
+        hit = items.get(sku)
+        if hit is None or hit[2] < oldest:
+            unknown.append(sku)
+        else:
+            known[sku] = (hit[0], hit[1])
+    return known, unknown
 
 
 def remember_items(items: dict[str, tuple[int, bool]]) -> None:

@@ -261,14 +261,7 @@ def _answer(channel: Channel, skus: list[str], items: dict, summaries: dict[int,
 
 
 def _resolve_items_cached(skus: list[str]) -> dict[str, tuple[int, bool]]:
-    items = {}
-    unknown = []
-    for sku in skus:
-        hit = atp_cache.local_item(sku)
-        if hit is None:
-            unknown.append(sku)
-        else:
-            items[sku] = hit
+    items, unknown = atp_cache.local_items(skus)
     if unknown:
         found = resolve_items(unknown)
         atp_cache.remember_items(found)

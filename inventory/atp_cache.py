@@ -21,14 +21,21 @@ once Redis answers again) — shows within ATP_CACHE_SECONDS, the entries' time 
 ATP_CACHE_SECONDS = 0 turns the cache off. Without Redis the cache is process-local: changes made
 by another process show within the time to live.
 
-With Redis, each process also keeps the entries it has read (`_State.entries`), so a read that
-hits fetches only the generations (one short MGET), not the entries again.
+With Redis, each process also keeps the entries it has read (`_State.entries`), and a listener
+thread per process subscribes to the bumps (`_Listener`): every bump is published beside its SETs,
+so while the subscription is up the process knows the current generations and a read that hits
+costs no round trip at all. Whenever the subscription is not up (starting, reconnecting), reads
+ask Redis for the generations as before; a generation learned that way is kept only if no bump of
+it arrived meanwhile. A push reaches the other processes within milliseconds of the bump; a
+connection that dies silently is noticed by its health check within HEALTH_CHECK_SECONDS.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import pickle
 import random
 import threading
@@ -89,11 +96,15 @@ class _RedisStore:
     def get_many(self, keys: list[str]) -> dict[str, Any]:
         return {k: pickle.loads(v) for k, v in zip(keys, self.client.mget(keys), strict=True) if v is not None}
 
-    def set_many(self, data: dict[str, Any], timeout: float) -> None:
+    def set_many(self, data: dict[str, Any], timeout: float, announce: Any = None) -> None:
+        """SET every key; with `announce`, also PUBLISH (announce, data) to the listeners, after
+        the SETs in the same round trip (a listener never learns a value Redis does not hold)."""
         pipe = self.client.pipeline(transaction=False)
         seconds = max(1, math.ceil(timeout))  # Redis expiries are whole seconds
         for k, v in data.items():
             pipe.set(k, pickle.dumps(v, pickle.HIGHEST_PROTOCOL), ex=seconds)
+        if announce is not None:
+            pipe.publish(_bumps_channel(), pickle.dumps((announce, data), pickle.HIGHEST_PROTOCOL))
         pipe.execute()
 
 
@@ -185,8 +196,14 @@ def _flush() -> None:
 def _bump(prefix: str, ids: set) -> None:
     if _state.lost_bump:  # which SKUs an earlier, failed bump was for is gone: invalidate them all
         ids = {ALL}
+    generations = {f"{prefix}g:{i}": random.getrandbits(62) for i in ids}
     try:
-        _cache().set_many({f"{prefix}g:{i}": random.getrandbits(62) for i in ids}, timeout=GENERATION_SECONDS)
+        if _shared():
+            number = _listener.published + 1
+            _cache().set_many(generations, timeout=GENERATION_SECONDS, announce=(os.getpid(), number))
+            _listener.published = number
+        else:
+            _cache().set_many(generations, timeout=GENERATION_SECONDS)
     except Exception as exc:  # Redis down: entries it holds expire within the TTL anyway
         _state.lost_bump = True
         _failed("invalidation", exc)
@@ -207,6 +224,123 @@ def reset() -> None:
     _state.seen_all = None
 
 
+# --- Pushed generations ------------------------------------------------------------------------
+
+HEALTH_CHECK_SECONDS = 5.0
+_MISSING = object()
+
+
+def _bumps_channel() -> str:
+    return f"atp{FORMAT}:{connection.settings_dict['NAME']}:bumps"
+
+
+class _Listener:
+    """This process's copy of the generations, kept current by a thread subscribed to the bumps.
+
+    `gens` is trusted only while `up`; every (re)connection starts from an empty copy, because
+    bumps published while it was down were missed."""
+
+    def __init__(self) -> None:
+        self.gens: dict[str, Any] = {}  # generation key → value, for the keys this process reads
+        self.applied = 0  # messages applied since the subscription started
+        self.connection = 0  # which subscription `gens` belongs to
+        self.up = False
+        self.pid = 0
+        self.thread: threading.Thread | None = None
+        self.published = 0  # bumps this process published
+        self.applied_own = 0  # … and that its own listener has applied (tests wait on this)
+        self.lock = threading.Lock()
+
+    def ensure(self) -> None:
+        pid = os.getpid()
+        if self.pid == pid:
+            return
+        with self.lock:  # first read in this process (a forked worker starts without the thread)
+            if self.pid == pid:
+                return
+            self.up, self.gens, self.published, self.applied_own = False, {}, 0, 0
+            self.thread = threading.Thread(target=self._run, args=(_bumps_channel(),), daemon=True, name="atp-listen")
+            self.thread.start()
+            self.pid = pid
+
+    def learn(self, connection: int, asked_after: int, found: dict[str, Any], keys: list[str]) -> None:
+        """Keep generations a read fetched, unless any bump arrived since it asked (the read's
+        answer may be older than that bump; the next read asks again)."""
+        with self.lock:  # against a message being applied between the check and the write
+            if not self.up or self.connection != connection or self.applied != asked_after:
+                return
+            if len(self.gens) > 200_000:
+                self.gens = {}
+            for key in keys:
+                self.gens[key] = found.get(key)
+
+    def _subscribed(self) -> None:
+        with self.lock:
+            self.gens, self.applied = {}, 0
+            self.connection += 1
+            self.up = True
+
+    def _apply(self, origin: int, number: int, data: dict[str, Any]) -> None:
+        with self.lock:
+            self.applied += 1
+            gens = self.gens
+            for key, value in data.items():
+                if key in gens:  # keys no read asked for stay out (a read will ask Redis)
+                    gens[key] = value
+            if origin == self.pid:
+                self.applied_own = number
+
+    def _down(self) -> None:
+        with self.lock:
+            self.up = False
+            self.gens = {}
+
+    def _run(self, channel: str) -> None:
+        import redis
+
+        url = settings.CACHES[ALIAS]["LOCATION"]
+        delay = 0.5
+        while True:
+            pubsub = None
+            try:
+                client = redis.Redis.from_url(
+                    url, socket_connect_timeout=1, socket_timeout=None, health_check_interval=HEALTH_CHECK_SECONDS
+                )
+                pubsub = client.pubsub()
+                pubsub.subscribe(channel)
+                while True:
+                    message = pubsub.get_message(timeout=HEALTH_CHECK_SECONDS)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        self._subscribed()
+                        delay = 0.5
+                    elif message["type"] == "message":
+                        (origin, number), data = pickle.loads(message["data"])
+                        self._apply(origin, number, data)
+            except Exception as exc:
+                log.warning("atp listener lost its subscription (%s); reads ask Redis", exc.__class__.__name__)
+            finally:
+                self._down()
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        pubsub.close()
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+_listener = _Listener()
+
+
+def settle(timeout: float = 5.0) -> None:
+    """Wait until this process's bumps so far are published and, if its listener is up, applied
+    (tests, which then read as another process would)."""
+    _bumper.submit(lambda: None).result(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while _listener.up and _listener.applied_own < _listener.published and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
 # --- Reads -------------------------------------------------------------------------------------
 
 
@@ -225,20 +359,33 @@ class Lookup:
         if not self.ok:
             return
         p = self.prefix
-        local = _state.entries if _shared() else {}
+        shared = _shared()
+        local = _state.entries if shared else {}
         held = {i: local.get((p, channel_id, i)) for i in item_ids}
-        keys = [
-            f"{p}g:{ALL}",
-            *(f"{p}g:{i}" for i in item_ids),
-            *(f"{p}a:{channel_id}:{i}" for i, entry in held.items() if entry is None),
-        ]
+        generation_keys = [f"{p}g:{ALL}", *(f"{p}g:{i}" for i in item_ids)]
+        known: dict[str, Any] = {}
+        listening = False
+        if shared:
+            _listener.ensure()
+            if _listener.up:
+                listening = True
+                connection_no, asked_after, pushed = _listener.connection, _listener.applied, _listener.gens
+                for key in generation_keys:
+                    value = pushed.get(key, _MISSING)
+                    if value is not _MISSING:
+                        known[key] = value
+        ask = [key for key in generation_keys if key not in known]
+        keys = [*ask, *(f"{p}a:{channel_id}:{i}" for i, entry in held.items() if entry is None)]
         try:
-            found = _cache().get_many(keys)
+            found = _cache().get_many(keys) if keys else {}
         except Exception as exc:
             _failed("read", exc)
             self.ok = False
             return
-        everything = found.get(keys[0])
+        if listening and ask:
+            _listener.learn(connection_no, asked_after, found, ask)
+        found.update(known)
+        everything = found.get(generation_keys[0])
         if everything != _state.seen_all:  # a configuration change somewhere: drop local lookups
             _state.items.clear()
             _state.channels.clear()

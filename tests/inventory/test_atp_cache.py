@@ -31,8 +31,9 @@ def available(api, sku="A", url=URL):
 
 
 def settle():
-    """Wait for the background invalidation of committed changes (shared cache only)."""
-    atp_cache._bumper.submit(lambda: None).result(timeout=5)
+    """Wait for the background invalidation of committed changes and, with Redis, for this
+    process's listener to have it (as another process's would)."""
+    atp_cache.settle()
 
 
 def test_answer_equals_the_exact_selector_and_a_repeat_costs_no_query(api, stocked):
@@ -270,20 +271,79 @@ def test_an_entry_that_counted_a_cart_hold_ends_when_the_hold_expires(api, stock
     assert available(api) == 7
 
 
-def test_a_hit_fetches_only_generations_once_this_process_holds_the_entry(api, stocked, settings):
+def listening():
+    """Wait for this process's listener to be subscribed to the bumps."""
+    atp_cache._listener.ensure()
+    deadline = time.monotonic() + 5
+    while not atp_cache._listener.up:
+        assert time.monotonic() < deadline, "the ATP listener did not subscribe"
+        time.sleep(0.01)
+
+
+def shared_only():
     if not atp_cache._shared():
-        pytest.skip("the local copy exists only in front of the shared (Redis) cache")
+        pytest.skip("the local copies and the listener exist only in front of the shared (Redis) cache")
+
+
+def test_a_hit_costs_no_round_trip_while_the_listener_is_up(api, stocked):
+    shared_only()
+    listening()
+    assert available(api) == 7  # computed, stored, generations learned
+    store = atp_cache._cache()
+    with mock.patch.object(store, "get_many", wraps=store.get_many) as get_many:
+        assert available(api) == 7
+    assert get_many.call_count == 0
+
+
+def test_a_bump_by_another_process_arrives_by_push(api, stocked):
+    shared_only()
+    listening()
+    item = stocked["item"]
     assert available(api) == 7
+    from inventory.models import Stock
+
+    Stock.objects.filter(location=stocked["dc1"], item=item).update(on_hand=1)  # no local mark
+    atp_cache._bump(atp_cache._prefix(), {item.pk})  # what another process's commit does
+    settle()
+    store = atp_cache._cache()
+    with mock.patch.object(store, "get_many", wraps=store.get_many) as get_many:
+        assert available(api) == 3
+    asked = [key for call in get_many.call_args_list for key in call.args[0]]
+    assert not any(":g:" in key for key in asked), asked  # the new generation came by push
+
+
+def test_without_the_listener_reads_ask_redis_for_generations(api, stocked):
+    shared_only()
+    listening()
+    assert available(api) == 7
+    atp_cache._listener._down()  # as when its connection drops: its copy is gone
     store = atp_cache._cache()
     with mock.patch.object(store, "get_many", wraps=store.get_many) as get_many:
         assert available(api) == 7
     (keys,) = get_many.call_args.args
-    assert all(":g:" in k for k in keys), keys  # generations only, no entries
+    assert keys and all(":g:" in k for k in keys), keys
+
+
+def test_a_generation_read_before_a_bump_arrived_is_not_kept():
+    """A read asks Redis for a generation; before it stores the answer, the bump of that key
+    arrives. The older answer must not overwrite the pushed value."""
+    listener = atp_cache._Listener()
+    listener._subscribed()
+    connection_no, asked_after = listener.connection, listener.applied
+    listener.learn(connection_no, asked_after, {"k": "v1"}, ["k"])
+    assert listener.gens == {"k": "v1"}
+    asked_after = listener.applied
+    listener._apply(0, 1, {"k": "v2", "other": "x"})  # a bump arrives while a read is out
+    listener.learn(connection_no, asked_after, {"k": "v1", "j": "j1"}, ["k", "j"])
+    assert listener.gens == {"k": "v2"}  # the read's answer is not kept; unread keys stay out
+    listener._down()
+    listener._subscribed()  # a new subscription: what the old one's reads found is not kept
+    listener.learn(connection_no, listener.applied, {"j": "stale"}, ["j"])
+    assert listener.gens == {}
 
 
 def test_a_figure_stored_by_another_process_replaces_an_outdated_local_copy(api, stocked):
-    if not atp_cache._shared():
-        pytest.skip("the local copy exists only in front of the shared (Redis) cache")
+    shared_only()
     web, item = stocked["web"], stocked["item"]
     assert available(api) == 7
     atp_cache._publish(atp_cache._prefix(), {item.pk})  # another process's change …

@@ -18,6 +18,7 @@ from .carriers.models import (  # noqa: F401
     TRACKED,
     Carrier,
     CarrierWebhookReceipt,
+    EarlyTrackingEvent,
     TrackingEvent,
     TrackingStatus,
 )

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -1107,6 +1108,12 @@ def _hand_over(
     return moved, captured
 
 
+def _apply_early_tracking(carrier_id: int, tracking_number: str) -> None:
+    from .carriers.services import apply_early_tracking  # carriers build on this module
+
+    apply_early_tracking(carrier_id=carrier_id, tracking_numbers=[tracking_number])
+
+
 def _check_shippable(order: Order, fulfillment: Fulfillment) -> None:
     if fulfillment.status not in SHIPPABLE:
         raise InvalidTransition(f"Fulfilment {fulfillment.pk} is {fulfillment.status}; it cannot ship.")
@@ -1180,6 +1187,8 @@ def fulfillment_ship(
     ShipmentLine.objects.bulk_create(
         [ShipmentLine(shipment=shipment, fulfillment_line=fl, quantity=q) for fl, q in moved]
     )
+    if tracked:  # the carrier may have pushed events for this number before this commit
+        transaction.on_commit(partial(_apply_early_tracking, account.pk, tracking_number))
     if all(fl.quantity_open == 0 for fl in fulfillment.lines.all()):
         fulfillment.ship()
         fulfillment.save(update_fields=["status", "updated_at"])

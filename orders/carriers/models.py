@@ -113,3 +113,25 @@ class CarrierWebhookReceipt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.carrier_id} {self.signature[:12]}… ({self.events} events)"
+
+
+class EarlyTrackingEvent(models.Model):
+    """A webhook event for a tracking number no shipment has yet. The OMS buys a label before
+    the ship transaction commits, and a carrier may push the label's first event in between:
+    the event waits here and is recorded when the shipment is written. Purged after a week."""
+
+    carrier = models.ForeignKey(Carrier, on_delete=models.CASCADE, related_name="+")
+    tracking_number = models.CharField(max_length=100)
+    carrier_event_id = models.CharField(max_length=100)
+    event = models.JSONField(help_text="The event as the carrier sent it.")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["carrier", "tracking_number", "carrier_event_id"], name="early_tracking_event_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.carrier_id} {self.tracking_number} {self.carrier_event_id}"

@@ -18,9 +18,10 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -44,7 +45,15 @@ from .adapters import (
     TrackingEventData,
     adapter_for,
 )
-from .models import CARRIER_STATUSES, TRACKED, Carrier, CarrierWebhookReceipt, TrackingEvent, TrackingStatus
+from .models import (
+    CARRIER_STATUSES,
+    TRACKED,
+    Carrier,
+    CarrierWebhookReceipt,
+    EarlyTrackingEvent,
+    TrackingEvent,
+    TrackingStatus,
+)
 from .sandbox import parse_event
 
 log = logging.getLogger(__name__)
@@ -286,6 +295,9 @@ def shipment_relabel(*, shipment_id: int, actor: Actor, service: str = "", label
         events.shipment_label(
             order, actor, fulfillment=fulfillment, shipment=shipment, what="replaced", old_tracking_number=old
         )
+        transaction.on_commit(
+            partial(apply_early_tracking, carrier_id=carrier.pk, tracking_numbers=[label.tracking_number])
+        )
     return shipment
 
 
@@ -487,6 +499,8 @@ def tracking_poll(*, batch: int = 200, only: Sequence[int] | None = None, actor:
             summary.changed += int(outcome.changed)
     tolerance = settings.CARRIER_WEBHOOK_TOLERANCE_SECONDS
     CarrierWebhookReceipt.objects.filter(received_at__lt=timezone.now() - timedelta(seconds=2 * tolerance)).delete()
+    # Early events no shipment ever claimed (a label voided before shipping, a stranger's number).
+    EarlyTrackingEvent.objects.filter(received_at__lt=timezone.now() - timedelta(days=EARLY_EVENT_DAYS)).delete()
     return summary
 
 
@@ -578,6 +592,62 @@ def tracking_webhook_receive(*, carrier_code: str, body: bytes, signature: str) 
         answer["recorded"] += outcome.recorded
         answer["duplicates"] += outcome.duplicates
         answer["ignored"] += len(by_number[shipment.tracking_number]) if outcome.ignored else 0
-    answer["unknown_tracking_numbers"] = sorted(set(by_number) - {s.tracking_number for s in shipments})
+    unknown = set(by_number) - {s.tracking_number for s in shipments}
+    answer["unknown_tracking_numbers"] = sorted(unknown)
+    if unknown:  # perhaps a label bought a moment ago whose shipment is not committed yet: keep them
+        EarlyTrackingEvent.objects.bulk_create(
+            [
+                EarlyTrackingEvent(
+                    carrier=carrier,
+                    tracking_number=number,
+                    carrier_event_id=event.event_id,
+                    event={
+                        "id": event.event_id,
+                        "status": event.status,
+                        "occurred_at": event.occurred_at.isoformat(),
+                        "description": event.description,
+                        "location": event.location,
+                    },
+                )
+                for number, event in parsed
+                if number in unknown
+            ],
+            ignore_conflicts=True,
+        )
+        # The shipment may have been committed since it was looked up (it then found nothing here).
+        answer["recorded"] += apply_early_tracking(carrier_id=carrier.pk, tracking_numbers=unknown)
+    answer["waiting"] = (
+        EarlyTrackingEvent.objects.filter(carrier=carrier, tracking_number__in=unknown).count() if unknown else 0
+    )
     CarrierWebhookReceipt.objects.get_or_create(carrier=carrier, signature=digest, defaults={"events": len(parsed)})
     return answer
+
+
+EARLY_EVENT_DAYS = 7
+
+
+def apply_early_tracking(*, carrier_id: int, tracking_numbers: Collection[str]) -> int:
+    """Record the early events waiting for these tracking numbers on their shipments, where the
+    shipments now exist; returns how many were recorded. Called when a tracked shipment is
+    written (after its commit) and after early events are kept: whichever commits second sees
+    the other, and a repeat is ignored by the carrier's event id."""
+    recorded = 0
+    shipments = Shipment.objects.filter(carrier_account_id=carrier_id, tracking_number__in=list(tracking_numbers))
+    for shipment in shipments.select_related("carrier_account"):
+        with transaction.atomic():
+            waiting = list(
+                EarlyTrackingEvent.objects.select_for_update()
+                .filter(carrier_id=carrier_id, tracking_number=shipment.tracking_number)
+                .order_by("id")
+            )
+            if not waiting:
+                continue
+            outcome = shipment_record_tracking(
+                shipment_id=shipment.pk,
+                events_in=[parse_event(w.event) for w in waiting],
+                actor=Actor.system(f"carrier {shipment.carrier_account.code} webhook"),
+                source=TrackingEvent.Source.WEBHOOK,
+            )
+            EarlyTrackingEvent.objects.filter(pk__in=[w.pk for w in waiting]).delete()
+            recorded += outcome.recorded
+    return recorded

@@ -20,7 +20,7 @@ from oms.actor import Actor
 from oms.admin import ReadOnlyAdminMixin
 from oms.errors import DomainError
 
-from .models import Carrier, TrackingEvent
+from .models import Carrier, EarlyTrackingEvent, TrackingEvent
 from .services import carrier_check, shipment_void_label, tracking_poll
 
 SECRET_FIELDS = ("api_key", "webhook_secret")
@@ -206,3 +206,12 @@ class ShipmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 self.message_user(request, f"Shipment {shipment.pk}: {exc.message}", messages.ERROR)
             else:
                 self.message_user(request, f"Shipment {shipment.pk}: label {shipment.tracking_number} voided.")
+
+
+@admin.register(EarlyTrackingEvent)
+class EarlyTrackingEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Webhook events waiting for their shipment to be written (or for the week-old purge)."""
+
+    list_display = ["received_at", "carrier", "tracking_number", "carrier_event_id"]
+    list_filter = ["carrier"]
+    search_fields = ["tracking_number"]

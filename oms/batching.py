@@ -3,7 +3,12 @@ inserted together when its block ends: one INSERT per table instead of one per r
 
 Inside `batched_inserts()` the writers below hand their unsaved rows to `insert`; outside it,
 `insert` saves at once, as before. Rows get their ids when the block ends, so code inside the
-block must not need them (the timeline and outbox writers return them only for later use)."""
+block must not need them (the timeline and outbox writers return them only for later use).
+
+Held rows do not follow savepoints: use the block only where a savepoint that rolls back never
+has rows handed over inside it and the work then goes on (in order capture the retried steps,
+the order number and the stock reservation, raise before they write an event). An exception
+that leaves the block drops every held row, with the transaction."""
 
 from __future__ import annotations
 

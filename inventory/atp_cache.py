@@ -27,7 +27,8 @@ so while the subscription is up the process knows the current generations and a 
 costs no round trip at all. Whenever the subscription is not up (starting, reconnecting), reads
 ask Redis for the generations as before; a generation learned that way is kept only if no bump of
 it arrived meanwhile. A push reaches the other processes within milliseconds of the bump; a
-connection that dies silently is noticed by its health check within HEALTH_CHECK_SECONDS.
+connection that dies without closing is noticed when the listener's own heartbeat (published
+every HEALTH_CHECK_SECONDS) does not come back, within two periods.
 """
 
 from __future__ import annotations
@@ -250,6 +251,7 @@ class _Listener:
         self.published = 0  # bumps this process published
         self.applied_own = 0  # … and that its own listener has applied (tests wait on this)
         self.lock = threading.Lock()
+        self.stop = threading.Event()  # tests end their own listeners
 
     def ensure(self) -> None:
         pid = os.getpid()
@@ -287,7 +289,7 @@ class _Listener:
             for key, value in data.items():
                 if key in gens:  # keys no read asked for stay out (a read will ask Redis)
                     gens[key] = value
-            if origin == self.pid:
+            if origin == self.pid and number > self.applied_own:
                 self.applied_own = number
 
     def _down(self) -> None:
@@ -299,19 +301,28 @@ class _Listener:
         import redis
 
         url = settings.CACHES[ALIAS]["LOCATION"]
+        heartbeat = pickle.dumps(((os.getpid(), 0), {}), pickle.HIGHEST_PROTOCOL)
         delay = 0.5
-        while True:
+        while not self.stop.is_set():
             pubsub = None
             try:
-                client = redis.Redis.from_url(
-                    url, socket_connect_timeout=1, socket_timeout=None, health_check_interval=HEALTH_CHECK_SECONDS
-                )
+                client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
                 pubsub = client.pubsub()
                 pubsub.subscribe(channel)
-                while True:
-                    message = pubsub.get_message(timeout=HEALTH_CHECK_SECONDS)
+                heard = beaten = time.monotonic()
+                while not self.stop.is_set():
+                    message = pubsub.get_message(timeout=HEALTH_CHECK_SECONDS / 5)
+                    now = time.monotonic()
+                    if now - beaten >= HEALTH_CHECK_SECONDS:
+                        # Its own heartbeat must come back: a connection that died without
+                        # closing (no RST) would otherwise look like a quiet channel.
+                        client.publish(channel, heartbeat)
+                        beaten = now
                     if message is None:
+                        if now - heard > 2 * HEALTH_CHECK_SECONDS:
+                            raise ConnectionError("no message or heartbeat for two health-check periods")
                         continue
+                    heard = now
                     if message["type"] == "subscribe":
                         self._subscribed()
                         delay = 0.5
@@ -325,7 +336,7 @@ class _Listener:
                 if pubsub is not None:
                     with contextlib.suppress(Exception):
                         pubsub.close()
-            time.sleep(delay)
+            self.stop.wait(delay)
             delay = min(delay * 2, 10.0)
 
 

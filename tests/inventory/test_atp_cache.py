@@ -3,6 +3,7 @@ stock, supply or configuration change is seen by the next read (inventory/atp_ca
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import date
 from unittest import mock
@@ -370,3 +371,52 @@ def test_a_lost_invalidation_is_made_up_by_a_global_one(stocked):
     (bumped,), _ = working.set_many.call_args
     assert list(bumped) == [f"{prefix}g:{atp_cache.ALL}"]
     assert not atp_cache._state.lost_bump
+
+
+def test_a_listener_that_stops_hearing_its_heartbeat_lets_reads_ask_redis(monkeypatch):
+    """A connection that dies without closing looks like a quiet channel: the listener's own
+    heartbeat not coming back is what tells it to drop its copy and reconnect."""
+
+    class QuietPubSub:  # subscribed, then nothing arrives, heartbeats included
+        def __init__(self):
+            self.confirmed = False
+
+        def subscribe(self, channel):
+            pass
+
+        def get_message(self, timeout):
+            if not self.confirmed:
+                self.confirmed = True
+                return {"type": "subscribe"}
+            time.sleep(timeout)
+            return None
+
+        def close(self):
+            pass
+
+    class Client:
+        connections = 0
+
+        def pubsub(self):
+            Client.connections += 1
+            return QuietPubSub()
+
+        def publish(self, channel, message):
+            pass  # lost on the dead connection
+
+    monkeypatch.setattr("redis.Redis.from_url", lambda *args, **kwargs: Client())
+    monkeypatch.setattr(atp_cache, "HEALTH_CHECK_SECONDS", 0.05)
+    listener = atp_cache._Listener()
+    seen = []
+    thread = threading.Thread(target=listener._run, args=("test-channel",), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while Client.connections < 2 and time.monotonic() < deadline:
+            seen.append(listener.up)
+            time.sleep(0.005)
+        assert True in seen and False in seen[seen.index(True) :]  # up, then down
+        assert Client.connections >= 2  # and it subscribed again
+    finally:
+        listener.stop.set()
+        thread.join(timeout=5)

@@ -95,7 +95,7 @@ def test_statements_per_capture(api, order_body, stocked):
         )
     assert r.status_code == 201, r.content
     statements = [q["sql"] for q in queries.captured_queries]
-    assert len(statements) <= 27, "\n".join(statements)
+    assert len(statements) <= 26, "\n".join(statements)
     inserts = [sql.split()[2].strip('"') for sql in statements if sql.startswith("INSERT")]
     # The two timeline entries and the three outbox messages go in with one statement each.
     assert inserts.count("orders_orderevent") == 1 and inserts.count("oms_outboxmessage") == 1, inserts

@@ -356,8 +356,9 @@ def settle(timeout: float = 5.0) -> None:
 
 
 class Lookup:
-    """One round trip: the generations of the SKUs and the global one, and the entries this
-    process does not already hold (a second, rarer one for those it holds under old generations)."""
+    """The current generations of the SKUs and the global one (pushed to the listener, or asked
+    of Redis) and the entries this process does not already hold: no round trip on a warm hit,
+    at most one otherwise (and a second, rarer one for entries it holds under old generations)."""
 
     def __init__(self, channel_id: int, item_ids: list[int]):
         self.channel_id = channel_id

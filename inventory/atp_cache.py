@@ -247,7 +247,6 @@ class _Listener:
         self.connection = 0  # which subscription `gens` belongs to
         self.up = False
         self.pid = 0
-        self.thread: threading.Thread | None = None
         self.published = 0  # bumps this process published
         self.applied_own = 0  # … and that its own listener has applied (tests wait on this)
         self.lock = threading.Lock()
@@ -261,8 +260,7 @@ class _Listener:
             if self.pid == pid:
                 return
             self.up, self.gens, self.published, self.applied_own = False, {}, 0, 0
-            self.thread = threading.Thread(target=self._run, args=(_bumps_channel(),), daemon=True, name="atp-listen")
-            self.thread.start()
+            threading.Thread(target=self._run, args=(_bumps_channel(),), daemon=True, name="atp-listen").start()
             self.pid = pid
 
     def learn(self, connection: int, asked_after: int, found: dict[str, Any], keys: list[str]) -> None:

@@ -19,18 +19,26 @@ class LocalCache:
         self._data: dict[Hashable, tuple[float, Any]] = {}
         _caches.append(self)
 
+    def _fresh(self, key: Hashable, now: float, ttl: float) -> tuple[float, Any] | None:
+        hit = self._data.get(key)
+        return hit if hit is not None and now - hit[0] < ttl else None
+
+    def _keep(self, values: dict, now: float) -> None:
+        if len(self._data) > 10_000:
+            self._data.clear()
+        for key, value in values.items():
+            self._data[key] = (now, value)
+
     def get(self, key: Hashable, load: Callable[[], Any]) -> Any:
         ttl = settings.CONFIG_CACHE_SECONDS
         if ttl <= 0:
             return load()
         now = time.monotonic()
-        hit = self._data.get(key)
-        if hit is not None and now - hit[0] < ttl:
+        hit = self._fresh(key, now, ttl)
+        if hit is not None:
             return hit[1]
         value = load()
-        if len(self._data) > 10_000:
-            self._data.clear()
-        self._data[key] = (now, value)
+        self._keep({key: value}, now)
         return value
 
     def get_many(self, keys: set, load: Callable[[set], dict]) -> dict:
@@ -42,17 +50,14 @@ class LocalCache:
         now = time.monotonic()
         found, missing = {}, set()
         for key in keys:
-            hit = self._data.get(key)
-            if hit is not None and now - hit[0] < ttl:
+            hit = self._fresh(key, now, ttl)
+            if hit is not None:
                 found[key] = hit[1]
             else:
                 missing.add(key)
         if missing:
             loaded = load(missing)
-            if len(self._data) > 10_000:
-                self._data.clear()
-            for key, value in loaded.items():
-                self._data[key] = (now, value)
+            self._keep(loaded, now)
             found.update(loaded)
         return found
 

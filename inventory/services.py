@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from oms.actor import Actor
 from oms.errors import Conflict, InsufficientStock, NotFound, ValidationFailed
+from oms.fastsql import insert_objects
 from oms.outbox import outbox_enqueue_task, outbox_publish_event
 
 from . import atp_cache
@@ -136,7 +137,7 @@ def _apply_movements(movements: list[_Movement], *, actor: Actor) -> list[StockM
     try:
         # A savepoint only where a dedupe key can collide (adjustments); reserves carry none.
         with transaction.atomic(savepoint=any(m.dedupe_key for m in movements)):
-            StockMovement.objects.bulk_create(ledger)
+            insert_objects(ledger)
     except IntegrityError as exc:
         raise Conflict("A concurrent request applied the same reference; retry to see its result.") from exc
     return ledger

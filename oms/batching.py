@@ -18,6 +18,8 @@ from contextlib import contextmanager
 
 from django.db import models
 
+from .fastsql import insert_objects
+
 _local = threading.local()
 
 
@@ -33,8 +35,8 @@ def batched_inserts() -> Iterator[None]:
         by_model: dict[type[models.Model], list[models.Model]] = {}
         for obj in pending:
             by_model.setdefault(type(obj), []).append(obj)
-        for model, objs in by_model.items():  # ids follow the order the rows were written in
-            model.objects.bulk_create(objs)
+        for objs in by_model.values():  # ids follow the order the rows were written in
+            insert_objects(objs)
     finally:
         _local.pending = None
 

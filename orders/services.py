@@ -31,6 +31,7 @@ from inventory.services import (
 from oms.actor import Actor
 from oms.batching import batched_inserts
 from oms.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
+from oms.fastsql import insert_objects
 from oms.local_cache import LocalCache
 from oms.outbox import outbox_enqueue_task, outbox_revive
 
@@ -433,8 +434,8 @@ def order_capture(*, data: CaptureInput, actor: Actor) -> Order:
             for p in priced
         ]
         allocations, backordered = _allocate(order, lines, data, pickup, actor)
-        OrderLine.objects.bulk_create(lines)
-        Allocation.objects.bulk_create(allocations)  # line ids come from the lines just saved
+        insert_objects(lines)
+        insert_objects(allocations)  # line ids come from the lines just saved
         payments = []
         if data.payment is not None:
             payments.append(

@@ -1,0 +1,99 @@
+"""Multi-row INSERTs without the ORM's per-statement compiling, for the hot write paths
+(order capture, the stock ledger, timeline and outbox rows).
+
+`insert_objects(objs)` writes unsaved model instances of one model with one
+`INSERT … VALUES (…), (…) RETURNING id` and sets their primary keys, as `bulk_create` does.
+Here compiling that statement through the ORM costs several times what the database takes to
+run it, so the SQL is built once per (model, row count) and each value is converted only when
+its field needs it on this database (plain ints, strings and booleans go as they are). Model
+`save()` hooks and signals do not run, as with `bulk_create`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.db import connection, models
+
+# Fields whose database value is the Python value itself (given values of the right type).
+_PLAIN = (
+    models.AutoField,
+    models.BigAutoField,
+    models.IntegerField,
+    models.BooleanField,
+    models.CharField,
+    models.TextField,
+)
+
+_PLANS: dict[tuple, tuple[list[models.Field], list[Callable[[Any], Any] | None], str]] = {}
+
+
+def _plan(model: type[models.Model], rows: int) -> tuple[list[models.Field], list, str]:
+    key = (model, rows, connection.vendor)
+    plan = _PLANS.get(key)
+    if plan is None:
+        fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+        converters: list[Callable[[Any], Any] | None] = []
+        for f in fields:
+            plain = isinstance(f, _PLAIN) and not isinstance(f, models.JSONField)
+            if isinstance(f, models.ForeignKey):
+                plain = isinstance(f.target_field, _PLAIN)
+            converters.append(None if plain else _converter(f))
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(f.column) for f in fields)
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        pk = quote(model._meta.pk.column)
+        sql = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)} RETURNING {pk}"
+        if len(_PLANS) > 2000:
+            _PLANS.clear()
+        plan = _PLANS[key] = (fields, converters, sql)
+    return plan
+
+
+def _saved_pk(obj: models.Model, field: models.Field) -> Any:
+    """The id of a related object assigned before it was saved (a line's allocations)."""
+    related = field.get_cached_value(obj)
+    if related is None:
+        return None
+    if related.pk is None:
+        raise ValueError(f"insert_objects: {field.name} of {obj!r} is not saved yet.")
+    setattr(obj, field.name, related)  # sets the id and keeps the cached object
+    return related.pk
+
+
+def _converter(field: models.Field) -> Callable[[Any], Any]:
+    return lambda value: field.get_db_prep_save(value, connection)
+
+
+def insert_objects(objs: Sequence[models.Model]) -> None:
+    """INSERT unsaved instances of one concrete model (no multi-table inheritance) in one
+    statement; sets each instance's pk, marks it saved. Fields' `pre_save` runs (auto_now_add)."""
+    if not objs:
+        return
+    model = type(objs[0])
+    per_statement = max(1, MAX_PARAMS // len(model._meta.concrete_fields))
+    for start in range(0, len(objs), per_statement):
+        _insert(model, objs[start : start + per_statement])
+
+
+MAX_PARAMS = 30_000  # per statement: SQLite allows 32,766 bound values, PostgreSQL 65,535
+
+
+def _insert(model: type[models.Model], objs: Sequence[models.Model]) -> None:
+    fields, converters, sql = _plan(model, len(objs))
+    params: list[Any] = []
+    append = params.append
+    for obj in objs:
+        for f, convert in zip(fields, converters, strict=True):
+            value = f.pre_save(obj, True)
+            if value is None and f.is_relation and f.is_cached(obj):
+                value = _saved_pk(obj, f)
+            append(value if convert is None else convert(value))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = cursor.fetchall()
+    for obj, (pk,) in zip(objs, ids, strict=True):
+        obj.pk = pk
+        obj._state.adding = False
+        obj._state.db = connection.alias

@@ -29,8 +29,8 @@ _PLAIN = (
 _PLANS: dict[tuple, tuple[list[models.Field], list[Callable[[Any], Any] | None], str]] = {}
 
 
-def _plan(model: type[models.Model], rows: int) -> tuple[list[models.Field], list, str]:
-    key = (model, rows, connection.vendor)
+def _plan(model: type[models.Model], rows: int, suffix: str = "") -> tuple[list[models.Field], list, str]:
+    key = (model, rows, connection.vendor, suffix)
     plan = _PLANS.get(key)
     if plan is None:
         fields = [f for f in model._meta.concrete_fields if not f.primary_key]
@@ -44,7 +44,7 @@ def _plan(model: type[models.Model], rows: int) -> tuple[list[models.Field], lis
         columns = ", ".join(quote(f.column) for f in fields)
         row = "(" + ", ".join(["%s"] * len(fields)) + ")"
         pk = quote(model._meta.pk.column)
-        sql = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)} RETURNING {pk}"
+        sql = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)}{suffix} RETURNING {pk}"
         if len(_PLANS) > 2000:
             _PLANS.clear()
         plan = _PLANS[key] = (fields, converters, sql)
@@ -80,8 +80,14 @@ def insert_objects(objs: Sequence[models.Model]) -> None:
 MAX_PARAMS = 30_000  # per statement: SQLite allows 32,766 bound values, PostgreSQL 65,535
 
 
-def _insert(model: type[models.Model], objs: Sequence[models.Model]) -> None:
-    fields, converters, sql = _plan(model, len(objs))
+def insert_unless_conflict(obj: models.Model) -> bool:
+    """INSERT one instance unless it breaks a unique constraint (`ON CONFLICT DO NOTHING`, no
+    savepoint needed); False if it did, and then nothing was written."""
+    return _insert(type(obj), [obj], " ON CONFLICT DO NOTHING") == 1
+
+
+def _insert(model: type[models.Model], objs: Sequence[models.Model], suffix: str = "") -> int:
+    fields, converters, sql = _plan(model, len(objs), suffix)
     params: list[Any] = []
     append = params.append
     for obj in objs:
@@ -93,7 +99,8 @@ def _insert(model: type[models.Model], objs: Sequence[models.Model]) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         ids = cursor.fetchall()
-    for obj, (pk,) in zip(objs, ids, strict=True):
+    for obj, (pk,) in zip(objs, ids, strict=False):  # strict unless a conflict skipped the row
         obj.pk = pk
         obj._state.adding = False
         obj._state.db = connection.alias
+    return len(ids)

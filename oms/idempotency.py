@@ -13,18 +13,23 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection
 from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework.response import Response
 
 from .api.errors import envelope
+from .fastsql import insert_unless_conflict
 from .models import IdempotencyRecord
 
 WAIT_SECONDS = 15.0
 POLL_SECONDS = 0.05
 ABANDONED_AFTER = timedelta(minutes=2)
 HEADER = "Idempotency-Key"
+_FINISH_SQL = (
+    "UPDATE oms_idempotencyrecord SET state = %s, response_status = %s, response_body = %s,"
+    " response_content_type = %s WHERE id = %s"
+)
 
 
 def _principal(request) -> str:
@@ -64,16 +69,10 @@ def idempotent(handler):
         if len(key) > 255:
             return _error(400, "validation_error", "Idempotency-Key must be at most 255 characters.")
         principal, fingerprint = _principal(request), _fingerprint(request)
-        try:
-            with transaction.atomic():
-                record = IdempotencyRecord.objects.create(
-                    principal=principal,
-                    key=key,
-                    method=request.method,
-                    path=request.path,
-                    fingerprint=fingerprint,
-                )
-        except IntegrityError:
+        record = IdempotencyRecord(
+            principal=principal, key=key, method=request.method, path=request.path, fingerprint=fingerprint
+        )
+        if not insert_unless_conflict(record):  # one statement, committed at once
             return _existing(principal, key, fingerprint)
         try:
             try:
@@ -87,11 +86,17 @@ def idempotent(handler):
             raise
         view.finalize_response(request, response, *args, **kwargs)
         response.render()
-        record.state = IdempotencyRecord.State.DONE
-        record.response_status = response.status_code
-        record.response_body = bytes(response.content)
-        record.response_content_type = response.get("Content-Type", "application/json")
-        record.save(update_fields=["state", "response_status", "response_body", "response_content_type"])
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _FINISH_SQL,
+                [
+                    IdempotencyRecord.State.DONE,
+                    response.status_code,
+                    bytes(response.content),
+                    response.get("Content-Type", "application/json"),
+                    record.pk,
+                ],
+            )
         return response
 
     return wrapper

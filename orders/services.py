@@ -15,7 +15,7 @@ from decimal import Decimal
 from functools import partial
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
@@ -31,7 +31,7 @@ from inventory.services import (
 from oms.actor import Actor
 from oms.batching import batched_inserts
 from oms.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
-from oms.fastsql import insert_objects
+from oms.fastsql import insert_objects, insert_unless_conflict
 from oms.local_cache import LocalCache
 from oms.outbox import outbox_enqueue_task, outbox_revive
 
@@ -245,16 +245,30 @@ def _address_errors(address: AddressInput, prefix: str) -> dict[str, str]:
     return errors
 
 
+_CUSTOMER_COLUMNS = ("id", "email", "name", "phone", "phone_digits")  # created_at is deferred
+_CUSTOMER_SELECT = f"SELECT {', '.join(_CUSTOMER_COLUMNS)} FROM orders_customer WHERE email = %s"
+
+
 def _customer(data: CaptureInput) -> tuple[Customer, bool]:
+    """The customer by normalised email, created on first order; a name or phone missing on
+    file is filled in from the order. Plain statements: capture runs this on every order."""
     email = Customer.normalise_email(data.customer_email)
-    customer, created = Customer.objects.get_or_create(
-        email=email,
-        defaults={
-            "name": data.customer_name,
-            "phone": data.customer_phone,
-            "phone_digits": Customer.digits(data.customer_phone),
-        },
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_CUSTOMER_SELECT, [email])
+        row = cursor.fetchone()
+    if row is None:
+        customer = Customer(
+            email=email,
+            name=data.customer_name,
+            phone=data.customer_phone,
+            phone_digits=Customer.digits(data.customer_phone),
+        )
+        if insert_unless_conflict(customer):
+            return customer, True
+        with connection.cursor() as cursor:  # created by a concurrent order a moment ago
+            cursor.execute(_CUSTOMER_SELECT, [email])
+            row = cursor.fetchone()
+    customer = Customer.from_db(connection.alias, _CUSTOMER_COLUMNS, row)
     changed = []
     if data.customer_name and not customer.name:
         customer.name, changed = data.customer_name, [*changed, "name"]
@@ -266,7 +280,7 @@ def _customer(data: CaptureInput) -> tuple[Customer, bool]:
         changed += ["phone", "phone_digits"]
     if changed:
         customer.save(update_fields=changed)
-    return customer, created
+    return customer, False
 
 
 def _active_rules(channel_id: int) -> list[HoldRule]:
@@ -319,17 +333,18 @@ def _create_order(data: CaptureInput, customer: Customer, totals: dict, pickup: 
         **(data.shipping_address.as_order_fields() if data.shipping_address else {}),
     )
     for _ in range(5):
-        try:
-            with transaction.atomic():
-                return Order.objects.create(number=new_order_number(data.channel.code), **fields)
-        except IntegrityError as exc:
-            if Order.objects.filter(channel=data.channel, external_id=data.external_id).exists():
-                existing = Order.objects.get(channel=data.channel, external_id=data.external_id)
-                raise Conflict(
-                    f"Order {existing.number} was already captured for {data.channel.code} order {data.external_id}.",
-                    fields={"external_id": f"Already captured as {existing.number}."},
-                ) from exc
-            # a number collision (one in billions): draw another
+        # ON CONFLICT DO NOTHING rather than a savepoint per order: the only unique keys are the
+        # channel's order id and the number.
+        order = Order(number=new_order_number(data.channel.code), **fields)
+        if insert_unless_conflict(order):
+            return order
+        existing = Order.objects.filter(channel=data.channel, external_id=data.external_id).first()
+        if existing is not None:
+            raise Conflict(
+                f"Order {existing.number} was already captured for {data.channel.code} order {data.external_id}.",
+                fields={"external_id": f"Already captured as {existing.number}."},
+            )
+        # a number collision (one in billions): draw another
     raise Conflict("Could not allocate an order number; retry.")
 
 

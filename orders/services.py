@@ -153,6 +153,31 @@ class _Priced:
 # Per-process copies (oms/local_cache.py): edits apply here at once, elsewhere within seconds.
 hold_rules = LocalCache("hold-rules")  # channel id → its active rules and the global ones
 catalogue = LocalCache("items")  # SKU → Item, for capture's checks (unknown, not sold)
+location_copies = LocalCache("locations")  # id → Location, for the codes capture answers with
+
+
+_ITEM_COLUMNS = (
+    "id",
+    "sku",
+    "name",
+    "active",
+    "weight_grams",
+    "length_mm",
+    "width_mm",
+    "height_mm",
+    "dropship_vendor_id",
+)
+
+
+def _load_items(skus: set[str]) -> dict[str, Item]:
+    """SKU → Item (attributes deferred): a plain statement, as capture misses the per-process
+    copy for most SKUs of a large catalogue."""
+    skus = sorted(skus)
+    sql = f"SELECT {', '.join(_ITEM_COLUMNS)} FROM inventory_item WHERE sku IN ({', '.join(['%s'] * len(skus))})"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, skus)
+        rows = cursor.fetchall()
+    return {row[1]: Item.from_db(connection.alias, _ITEM_COLUMNS, row) for row in rows}
 
 
 def _validate_and_price(data: CaptureInput) -> tuple[list[_Priced], dict, Location | None]:
@@ -163,7 +188,7 @@ def _validate_and_price(data: CaptureInput) -> tuple[list[_Priced], dict, Locati
     if not CURRENCY_RE.match(data.currency):
         errors["currency"] = "Use a three-letter ISO 4217 code, e.g. USD."
     skus = {line.sku for line in data.lines}
-    items = catalogue.get_many(skus, lambda missing: {i.sku: i for i in Item.objects.filter(sku__in=missing)})
+    items = catalogue.get_many(skus, _load_items)
     seen: set[str] = set()
     for index, line in enumerate(data.lines):
         item = items.get(line.sku)
@@ -405,7 +430,7 @@ def _allocate(
             if pool[0][1] == 0:
                 pool.pop(0)
     if allocations:
-        locations = Location.objects.in_bulk({a.location_id for a in allocations})
+        locations = location_copies.get_many({a.location_id for a in allocations}, Location.objects.in_bulk)
         for a in allocations:
             a.location = locations[a.location_id]  # what the answer shows, without another read
         events.stock_reserved(

@@ -7,6 +7,7 @@ from rest_framework import serializers
 from orders.models import HoldType, Order, OrderEvent, OrderLine, Payment
 
 from . import documents
+from .fast_input import compile_fast
 
 MONEY = {"max_digits": 12, "decimal_places": 2}
 
@@ -73,6 +74,11 @@ class OrderCreateSerializer(serializers.Serializer):
     reservation_key = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
     promised_ship_date = serializers.DateField(required=False, allow_null=True, default=None)
     promised_delivery_date = serializers.DateField(required=False, allow_null=True, default=None)
+
+
+# validated_data without DRF's per-request field copies, for bodies certainly valid (else None:
+# run the serializer, for its exact errors). tests/orders/test_fast_input.py proves it equal.
+order_create_fast = compile_fast(OrderCreateSerializer)
 
 
 class CancelLineSerializer(serializers.Serializer):

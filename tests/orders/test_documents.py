@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from orders.api import documents
+from orders.api.serializers import OrderListSerializer
 from orders.api.views import order_detail_queryset
 from tests.orders.drf_reference import assert_same_document, reference_document
 
@@ -36,13 +37,7 @@ def test_unusual_values_and_time_zones(capture, zone):
     line.tax_amount = None
     with timezone.override(zone):
         assert_same_document(documents.order_document(order), reference_document(order))
-        assert_same_document(documents.order_summary(order), reference_document(order, _list()))
-
-
-def _list():
-    from orders.api.serializers import OrderListSerializer
-
-    return OrderListSerializer
+        assert_same_document(documents.order_summary(order), reference_document(order, OrderListSerializer))
 
 
 def test_pickup_order_without_payment(capture):

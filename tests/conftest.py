@@ -123,6 +123,25 @@ def _fresh_caches():
 
 
 @pytest.fixture(autouse=True)
+def _order_documents_match_drf(monkeypatch):
+    """Every order document the suite produces (capture answers, GET, list pages, actions) must
+    be exactly what DRF's generic rendering of the declared serializers gives: the fast
+    functions in orders/api/documents.py are checked in every flow the tests exercise."""
+    from orders.api import serializers as s
+    from tests.orders.drf_reference import assert_same_document, reference_document
+
+    for cls in (s.OrderSerializer, s.OrderListSerializer):
+        fast = cls.__dict__["to_representation"]
+
+        def checked(self, order, fast=fast, cls=cls):
+            document = fast(self, order)
+            assert_same_document(document, reference_document(order, cls))
+            return document
+
+        monkeypatch.setattr(cls, "to_representation", checked)
+
+
+@pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

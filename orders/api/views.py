@@ -112,9 +112,11 @@ class OrderListCreate(generics.ListAPIView):
     @extend_schema(request=s.OrderCreateSerializer, responses={201: s.OrderSerializer})
     @idempotent
     def post(self, request):
-        ser = s.OrderCreateSerializer(data=request.data)
-        ser.is_valid(raise_exception=True)
-        d = ser.validated_data
+        d = s.order_create_fast(request.data)
+        if d is None:  # not certainly valid: the serializer decides, with its exact errors
+            ser = s.OrderCreateSerializer(data=request.data)
+            ser.is_valid(raise_exception=True)
+            d = ser.validated_data
         channel = resolve_channel(request, d.get("channel"))
         data = services.CaptureInput(
             channel=channel,

@@ -13,6 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from oms.actor import Actor
+from oms.batching import insert_many
 from oms.errors import Conflict, InsufficientStock, NotFound, ValidationFailed
 from oms.fastsql import insert_objects
 from oms.outbox import outbox_enqueue_task, outbox_publish_event
@@ -134,9 +135,12 @@ def _apply_movements(movements: list[_Movement], *, actor: Actor) -> list[StockM
             )
     if rejected:
         raise _Rejected(rejected)
+    if not any(m.dedupe_key for m in movements):
+        insert_many(ledger)  # reserves: held with the rest of an order capture's rows
+        return ledger
     try:
-        # A savepoint only where a dedupe key can collide (adjustments); reserves carry none.
-        with transaction.atomic(savepoint=any(m.dedupe_key for m in movements)):
+        # A savepoint where a dedupe key can collide (adjustments).
+        with transaction.atomic():
             insert_objects(ledger)
     except IntegrityError as exc:
         raise Conflict("A concurrent request applied the same reference; retry to see its result.") from exc

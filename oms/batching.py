@@ -1,5 +1,6 @@
-"""Rows a service writes several of in one transaction (timeline entries, outbox messages),
-inserted together when its block ends: one INSERT per table instead of one per row.
+"""Rows a service writes several of in one transaction (timeline entries, outbox messages,
+ledger rows, order lines), inserted together when its block ends: on PostgreSQL one statement
+for every table (`fastsql.insert_groups`), elsewhere one INSERT per table.
 
 Inside `batched_inserts()` the writers below hand their unsaved rows to `insert`; outside it,
 `insert` saves at once, as before. Rows get their ids when the block ends, so code inside the
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 
 from django.db import models
 
-from .fastsql import insert_objects
+from .fastsql import insert_groups, insert_objects
 
 _local = threading.local()
 
@@ -35,8 +36,9 @@ def batched_inserts() -> Iterator[None]:
         by_model: dict[type[models.Model], list[models.Model]] = {}
         for obj in pending:
             by_model.setdefault(type(obj), []).append(obj)
-        for objs in by_model.values():  # ids follow the order the rows were written in
-            insert_objects(objs)
+        # Tables in the order their first row was written (a line before its allocations); ids
+        # follow the order rows were written in.
+        insert_groups(list(by_model.values()))
     finally:
         _local.pending = None
 
@@ -48,3 +50,12 @@ def insert(obj: models.Model) -> models.Model:
     else:
         pending.append(obj)
     return obj
+
+
+def insert_many(objs: list[models.Model]) -> None:
+    """Rows of one model: held inside the block, else inserted at once with one statement."""
+    pending = getattr(_local, "pending", None)
+    if pending is None:
+        insert_objects(objs)
+    else:
+        pending.extend(objs)

@@ -104,3 +104,61 @@ def _insert(model: type[models.Model], objs: Sequence[models.Model], suffix: str
         obj._state.adding = False
         obj._state.db = connection.alias
     return len(ids)
+
+
+def insert_groups(groups: Sequence[Sequence[models.Model]]) -> None:
+    """INSERT several lists of unsaved instances (one model per list), a list's rows may point
+    at rows of an earlier list (an allocation at its line). On PostgreSQL it is one statement
+    (one data-modifying CTE per list), elsewhere one statement per list.
+
+    An id from a multi-row INSERT follows VALUES order (one nextval per row, in order), so the
+    k-th row of a list is the k-th smallest id its CTE returns; later lists refer to it so."""
+    groups = [g for g in groups if g]
+    if not groups:
+        return
+    params_total = sum(len(g) * len(type(g[0])._meta.concrete_fields) for g in groups)
+    if connection.vendor != "postgresql" or len(groups) == 1 or params_total > MAX_PARAMS:
+        for group in groups:
+            insert_objects(group)
+        return
+    where = {id(obj): (i, k) for i, group in enumerate(groups) for k, obj in enumerate(group)}
+    quote = connection.ops.quote_name
+    ctes, params, linked = [], [], []
+    for i, group in enumerate(groups):
+        model = type(group[0])
+        fields, converters, _ = _plan(model, len(group))
+        rows = []
+        for obj in group:
+            marks = []
+            for f, convert in zip(fields, converters, strict=True):
+                value = f.pre_save(obj, True)
+                if value is None and f.is_relation and f.is_cached(obj):
+                    related = f.get_cached_value(obj)
+                    if related is not None and related.pk is None:
+                        j, k = where[id(related)]  # KeyError: not saved and not in this call
+                        marks.append(f"(SELECT id FROM t{j} ORDER BY id OFFSET {k} LIMIT 1)")
+                        linked.append((obj, f, related))
+                        continue
+                    value = _saved_pk(obj, f)
+                marks.append("%s")
+                params.append(value if convert is None else convert(value))
+            rows.append("(" + ", ".join(marks) + ")")
+        columns = ", ".join(quote(f.column) for f in fields)
+        pk = quote(model._meta.pk.column)
+        ctes.append(
+            f"t{i} AS (INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {', '.join(rows)} RETURNING {pk} AS id)"
+        )
+    union = " UNION ALL ".join(f"SELECT {i}, id FROM t{i}" for i in range(len(groups)))
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {', '.join(ctes)} {union}", params)
+        returned = cursor.fetchall()
+    ids: list[list[int]] = [[] for _ in groups]
+    for i, pk in returned:
+        ids[i].append(pk)
+    for group, group_ids in zip(groups, ids, strict=True):
+        for obj, pk in zip(group, sorted(group_ids), strict=True):
+            obj.pk = pk
+            obj._state.adding = False
+            obj._state.db = connection.alias
+    for obj, f, related in linked:  # FKs written as subqueries: the ids they found
+        setattr(obj, f.name, related)

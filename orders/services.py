@@ -29,9 +29,9 @@ from inventory.services import (
     stock_reserve_in_channel,
 )
 from oms.actor import Actor
-from oms.batching import batched_inserts
+from oms.batching import batched_inserts, insert_many
 from oms.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
-from oms.fastsql import insert_objects, insert_unless_conflict
+from oms.fastsql import insert_unless_conflict
 from oms.local_cache import LocalCache
 from oms.outbox import outbox_enqueue_task, outbox_revive
 
@@ -474,12 +474,12 @@ def order_capture(*, data: CaptureInput, actor: Actor) -> Order:
             for p in priced
         ]
         allocations, backordered = _allocate(order, lines, data, pickup, actor)
-        insert_objects(lines)
-        insert_objects(allocations)  # line ids come from the lines just saved
+        insert_many(lines)
+        insert_many(allocations)  # line ids come from the lines when the block ends
         payments = []
         if data.payment is not None:
             payments.append(
-                Payment.objects.create(
+                Payment(  # held: goes in with the lines when the block ends
                     order=order,
                     method=data.payment.method,
                     reference=data.payment.reference,
@@ -493,6 +493,7 @@ def order_capture(*, data: CaptureInput, actor: Actor) -> Order:
                     ),
                 )
             )
+        insert_many(payments)
         per_line: dict[int, list[Allocation]] = defaultdict(list)
         for a in allocations:
             per_line[id(a.line)].append(a)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -89,52 +90,95 @@ _UPDATE_PLAIN = _UPDATE_SQL.format(extra="")
 _UPDATE_ATP = _UPDATE_SQL.format(extra="AND on_hand - reserved - safety_stock >= %s")
 
 
+_UPDATE_MANY = """
+WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::int[]) AS v(id, on_hand, reserved, need)),
+     locked AS MATERIALIZED (SELECT id FROM inventory_stock WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE)
+UPDATE inventory_stock s
+   SET on_hand = s.on_hand + v.on_hand, reserved = s.reserved + v.reserved, updated_at = %s
+  FROM v
+ WHERE s.id = v.id AND s.id IN (SELECT id FROM locked)
+   AND s.on_hand + v.on_hand >= s.reserved + v.reserved
+   AND s.reserved + v.reserved >= 0
+   AND (v.need IS NULL OR s.on_hand - s.reserved - s.safety_stock >= v.need)
+RETURNING s.id, s.on_hand, s.reserved
+"""
+_UNDO = "UPDATE inventory_stock SET on_hand = on_hand - %s, reserved = reserved - %s WHERE id = %s"
+
+
+def _update_counters(cursor, movements: list[_Movement], now) -> list[tuple[int, int] | None]:
+    """Conditional updates of the movements' rows, locked in stock-pk order: per movement,
+    (on_hand, reserved) after it, or None where it was rejected. On PostgreSQL one statement (rows locked
+    by id first, so concurrent multi-row reserves never deadlock), elsewhere one per row."""
+    ids = [m.stock_id for m in movements]
+    if connection.vendor == "postgresql" and len(movements) > 1 and len(set(ids)) == len(ids):
+        cursor.execute(
+            _UPDATE_MANY,
+            [
+                ids,
+                [m.delta_on_hand for m in movements],
+                [m.delta_reserved for m in movements],
+                [m.delta_reserved if m.check_available else None for m in movements],
+                ids,
+                now,
+            ],
+        )
+        found = {pk: (on_hand, reserved) for pk, on_hand, reserved in cursor.fetchall()}
+        return [found.get(pk) for pk in ids]
+    after = []
+    for m in movements:
+        params = [
+            m.delta_on_hand,
+            m.delta_reserved,
+            now,
+            m.stock_id,
+            m.delta_on_hand,
+            m.delta_reserved,
+            m.delta_reserved,
+        ]
+        if m.check_available:
+            cursor.execute(_UPDATE_ATP, [*params, m.delta_reserved])
+        else:
+            cursor.execute(_UPDATE_PLAIN, params)
+        after.append(cursor.fetchone())
+    return after
+
+
 def _apply_movements(movements: list[_Movement], *, actor: Actor) -> list[StockMovement]:
     """Apply stock deltas atomically (caller holds the transaction), in stock-pk order.
 
     Each update is conditional, so the counters can never go negative or let reserved pass
-    on hand, whatever runs concurrently. Rejected movements are collected and raised together.
+    on hand, whatever runs concurrently. All or nothing without a savepoint: if any is
+    rejected, those applied are undone (their rows are still locked by this transaction) and
+    the rejected ones are raised together.
     """
     now = timezone.now()
-    ledger: list[StockMovement] = []
-    rejected: list[_Movement] = []
-    actor_fields = actor.as_fields()
+    movements = sorted(movements, key=lambda m: m.stock_id)
     with connection.cursor() as cursor:
-        for m in sorted(movements, key=lambda m: m.stock_id):
-            params = [
-                m.delta_on_hand,
-                m.delta_reserved,
-                now,
-                m.stock_id,
-                m.delta_on_hand,
-                m.delta_reserved,
-                m.delta_reserved,
-            ]
-            if m.check_available:
-                cursor.execute(_UPDATE_ATP, [*params, m.delta_reserved])
-            else:
-                cursor.execute(_UPDATE_PLAIN, params)
-            row = cursor.fetchone()
-            if row is None:
-                rejected.append(m)
-                continue
-            ledger.append(
-                StockMovement(
-                    location_id=m.location_id,
-                    item_id=m.item_id,
-                    delta_on_hand=m.delta_on_hand,
-                    delta_reserved=m.delta_reserved,
-                    on_hand_after=row[0],
-                    reserved_after=row[1],
-                    reason=m.reason,
-                    reference=m.reference[:200],
-                    note=m.note[:200],
-                    dedupe_key=m.dedupe_key,
-                    **actor_fields,
-                )
-            )
-    if rejected:
-        raise _Rejected(rejected)
+        after = _update_counters(cursor, movements, now)
+        rejected = [m for m, row in zip(movements, after, strict=True) if row is None]
+        if rejected:
+            applied = [m for m, row in zip(movements, after, strict=True) if row is not None]
+            for m in applied:  # rare (a plan gone stale): one statement per row is fine
+                cursor.execute(_UNDO, [m.delta_on_hand, m.delta_reserved, m.stock_id])
+            raise _Rejected(rejected)
+    actor_fields = actor.as_fields()
+    ledger = [
+        StockMovement(
+            location_id=m.location_id,
+            item_id=m.item_id,
+            delta_on_hand=m.delta_on_hand,
+            delta_reserved=m.delta_reserved,
+            on_hand_after=row[0],
+            reserved_after=row[1],
+            reason=m.reason,
+            reference=m.reference[:200],
+            note=m.note[:200],
+            dedupe_key=m.dedupe_key,
+            **actor_fields,
+        )
+        for m, row in zip(movements, after, strict=True)
+    ]
+
     if not any(m.dedupe_key for m in movements):
         insert_many(ledger)  # reserves: held with the rest of an order capture's rows
         return ledger
@@ -231,10 +275,13 @@ def stock_reserve(
 
     Raises InsufficientStock naming the SKUs that could not be reserved; the caller's
     transaction then rolls back and nothing is held. `known` carries the stock ids, codes and
-    SKUs a plan has just read; `savepoint=False` when the caller's own block is the savepoint.
+    SKUs a plan has just read. `savepoint=False`: none is taken (a rejected reserve undoes
+    its own updates), for callers that plan again in the same transaction.
     """
     _check_quantities(lines)
-    with transaction.atomic(savepoint=savepoint):
+    # Without a savepoint, no atomic block either: an exception leaving one would mark the
+    # caller's transaction as broken, and a rejected reserve undoes its own updates.
+    with transaction.atomic() if savepoint or not connection.in_atomic_block else nullcontext():
         if sweep_expired:
             release_expired_reservations(item_ids={line.item_id for line in lines})
         pairs = {(line.location_id, line.item_id) for line in lines}
@@ -858,10 +905,10 @@ def stock_reserve_in_channel(
         if not plan:
             return [], short
         try:
-            with transaction.atomic():  # the savepoint a retry rolls back to
-                stock_reserve(
-                    lines=plan, actor=actor, reference=reference, sweep_expired=False, known=known, savepoint=False
-                )
+            # No savepoint: a rejected reserve undoes its own updates and writes nothing else.
+            stock_reserve(
+                lines=plan, actor=actor, reference=reference, sweep_expired=False, known=known, savepoint=False
+            )
             return plan, short
         except InsufficientStock:
             if attempt == MAX_PLAN_ATTEMPTS - 1:

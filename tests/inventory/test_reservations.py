@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from inventory.models import Reservation, Stock, StockMovement
@@ -56,6 +57,35 @@ def test_reserve_is_all_or_nothing_and_names_the_short_skus(network):
     assert counters(dc1, a) == (5, 0)
     assert counters(dc1, b) == (1, 0)
     assert StockMovement.objects.count() == movements
+
+
+@pytest.mark.parametrize("short_first", [False, True])
+def test_rejected_reserve_undoes_what_it_applied_without_a_savepoint(network, short_first):
+    """Channel reservations retry a stale plan in the same transaction with no savepoint: a
+    rejected reserve must leave every counter as it found it, whichever row was refused."""
+    dc1, a, b = network["dc1"], network["item"], network["other"]
+    stock(dc1, a, 5)
+    stock(dc1, b, 1)
+    movements = StockMovement.objects.count()
+    lines = [StockLine(dc1.pk, a.pk, 2), StockLine(dc1.pk, b.pk, 2)]
+    with transaction.atomic():
+        with pytest.raises(InsufficientStock):
+            stock_reserve(lines=lines[::-1] if short_first else lines, actor=ACTOR, reference="x", savepoint=False)
+        assert counters(dc1, a) == (5, 0)
+        assert counters(dc1, b) == (1, 0)
+        # the same row twice: applied one by one, and undone one by one
+        with pytest.raises(InsufficientStock):
+            stock_reserve(
+                lines=[StockLine(dc1.pk, a.pk, 3), StockLine(dc1.pk, a.pk, 3)],
+                actor=ACTOR,
+                reference="y",
+                savepoint=False,
+            )
+        assert counters(dc1, a) == (5, 0)
+        stock_reserve(lines=lines[:1], actor=ACTOR, reference="z", savepoint=False)  # and the transaction goes on
+    assert counters(dc1, a) == (5, 2)
+    assert StockMovement.objects.count() == movements + 1
+    assert ledger_mismatches() == []
 
 
 def test_reserve_respects_safety_stock(network):

@@ -83,7 +83,7 @@ def test_backordered_pickup_cart_and_no_payment(api, order_body, stocked):
     )
 
 
-BUDGET = {"postgresql": 14, "sqlite": 20}  # statements per capture (new customer, with Idempotency-Key)
+BUDGET = {"postgresql": 10, "sqlite": 18}  # statements per capture (new customer, with Idempotency-Key)
 
 
 def test_statements_per_capture(api, order_body, stocked):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import psycopg
 from django.db import connection, models
 
 # Fields whose database value is the Python value itself (given values of the right type).
@@ -122,35 +123,35 @@ def insert_groups(groups: Sequence[Sequence[models.Model]]) -> None:
             insert_objects(group)
         return
     where = {id(obj): (i, k) for i, group in enumerate(groups) for k, obj in enumerate(group)}
-    quote = connection.ops.quote_name
-    ctes, params, linked = [], [], []
+    params, linked, shape = [], [], []
     for i, group in enumerate(groups):
         model = type(group[0])
         fields, converters, _ = _plan(model, len(group))
-        rows = []
-        for obj in group:
-            marks = []
-            for f, convert in zip(fields, converters, strict=True):
+        shape.append((model, len(group)))
+        for r, obj in enumerate(group):
+            for c, (f, convert) in enumerate(zip(fields, converters, strict=True)):
                 value = f.pre_save(obj, True)
                 if value is None and f.is_relation and f.is_cached(obj):
                     related = f.get_cached_value(obj)
                     if related is not None and related.pk is None:
                         j, k = where[id(related)]  # KeyError: not saved and not in this call
-                        marks.append(f"(SELECT id FROM t{j} ORDER BY id OFFSET {k} LIMIT 1)")
                         linked.append((obj, f, related))
+                        shape.append((i, r, c, j, k))
                         continue
                     value = _saved_pk(obj, f)
-                marks.append("%s")
                 params.append(value if convert is None else convert(value))
-            rows.append("(" + ", ".join(marks) + ")")
-        columns = ", ".join(quote(f.column) for f in fields)
-        pk = quote(model._meta.pk.column)
-        ctes.append(
-            f"t{i} AS (INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {', '.join(rows)} RETURNING {pk} AS id)"
-        )
-    union = " UNION ALL ".join(f"SELECT {i}, id FROM t{i}" for i in range(len(groups)))
-    with connection.cursor() as cursor:
-        cursor.execute(f"WITH {', '.join(ctes)} {union}", params)
+    key = tuple(shape)
+    sql = _GROUP_SQL.get(key)
+    if sql is None:
+        sql = _GROUP_SQL[key] = _group_sql(groups, shape)
+    # psycopg's own cursor with PostgreSQL's $n placeholders: the statement is too long for
+    # psycopg's cache of parsed queries, and parsing it again on every capture costs more than
+    # running it. Django's query log (tests, debug) still sees it.
+    if connection.queries_logged:
+        connection.queries_log.append({"sql": sql, "time": "0.000"})
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.RawCursor(connection.connection) as cursor:
+        cursor.execute(sql, params)
         returned = cursor.fetchall()
     ids: list[list[int]] = [[] for _ in groups]
     for i, pk in returned:
@@ -162,3 +163,38 @@ def insert_groups(groups: Sequence[Sequence[models.Model]]) -> None:
             obj._state.db = connection.alias
     for obj, f, related in linked:  # FKs written as subqueries: the ids they found
         setattr(obj, f.name, related)
+
+
+_GROUP_SQL: dict[tuple, str] = {}
+
+
+def _group_sql(groups: Sequence[Sequence[models.Model]], shape: list[tuple]) -> str:
+    """The statement for one shape of insert_groups: `shape` lists each group's (model, rows)
+    and, where a foreign key points into an earlier group, (group, row, column, that group,
+    its row)."""
+    if len(_GROUP_SQL) > 500:
+        _GROUP_SQL.clear()
+    refs = {x[:3]: x[3:] for x in shape if len(x) == 5}
+    quote = connection.ops.quote_name
+    ctes, number = [], 0
+    for i, group in enumerate(groups):
+        model = type(group[0])
+        fields, _, _ = _plan(model, len(group))
+        rows = []
+        for r in range(len(group)):
+            marks = []
+            for c in range(len(fields)):
+                if (i, r, c) in refs:
+                    j, k = refs[(i, r, c)]
+                    marks.append(f"(SELECT id FROM t{j} ORDER BY id OFFSET {k} LIMIT 1)")
+                    continue
+                number += 1
+                marks.append(f"${number}")
+            rows.append("(" + ", ".join(marks) + ")")
+        columns = ", ".join(quote(f.column) for f in fields)
+        pk = quote(model._meta.pk.column)
+        ctes.append(
+            f"t{i} AS (INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {', '.join(rows)} RETURNING {pk} AS id)"
+        )
+    union = " UNION ALL ".join(f"SELECT {i}, id FROM t{i}" for i in range(len(groups)))
+    return f"WITH {', '.join(ctes)} {union}"

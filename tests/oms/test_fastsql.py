@@ -1,0 +1,95 @@
+"""oms.fastsql: multi-row inserts outside the ORM, rows pointing at rows of the same call."""
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from inventory.models import StockMovement
+from oms.fastsql import insert_groups, insert_objects, insert_unless_conflict
+from orders.models import Allocation, Customer, Order, OrderEvent, OrderLine
+from tests.factories import ChannelFactory, ItemFactory, LocationFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _order(channel, customer, external_id="E-1"):
+    return Order(
+        number=f"T-{external_id}",
+        channel=channel,
+        external_id=external_id,
+        customer=customer,
+        currency="USD",
+        ship_line1="1 Main St",
+        ship_city="Newark",
+        ship_postal_code="07102",
+        ship_country="US",
+    )
+
+
+def test_groups_resolve_foreign_keys_to_rows_of_the_same_statement():
+    dc1, dc2 = LocationFactory(code="DC1"), LocationFactory(code="DC2")
+    a, b = ItemFactory(sku="A"), ItemFactory(sku="B")
+    channel = ChannelFactory(code="web", locations=[dc1, dc2])
+    customer = Customer(email="x@example.com")
+    insert_objects([customer])
+    order = _order(channel, customer)
+    assert insert_unless_conflict(order)
+    lines = [
+        OrderLine(order=order, item=item, sku=item.sku, quantity=q, unit_price=Decimal("2.50"))
+        for item, q in ((a, 1), (b, 2), (a, 3))
+    ]
+    # allocations out of line order, two on the last line: each must land on its own line
+    allocations = [
+        Allocation(line=lines[2], location=dc2, quantity=2),
+        Allocation(line=lines[0], location=dc1, quantity=1),
+        Allocation(line=lines[2], location=dc1, quantity=1),
+        Allocation(line=lines[1], location=dc1, quantity=2),
+    ]
+    events = [OrderEvent(order=order, type="t", message=str(n), actor_type="system", actor_label="x") for n in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        insert_groups([lines, allocations, events])
+    assert len(queries) == (1 if connection.vendor == "postgresql" else 3)
+    assert all(obj.pk for obj in [*lines, *allocations, *events])
+    stored = {
+        (al.line.sku, al.line.quantity, al.location.code, al.quantity)
+        for al in Allocation.objects.select_related("line", "location")
+    }
+    assert stored == {("A", 3, "DC2", 2), ("A", 1, "DC1", 1), ("A", 3, "DC1", 1), ("B", 2, "DC1", 2)}
+    for al in allocations:  # the instances point at the lines they were given, by id too
+        assert Allocation.objects.get(pk=al.pk).line_id == al.line_id == al.line.pk
+    assert list(OrderLine.objects.filter(order=order).order_by("id").values_list("quantity", flat=True)) == [1, 2, 3]
+    assert [e.message for e in OrderEvent.objects.filter(order=order).order_by("id")] == ["0", "1", "2"]
+
+
+def test_insert_unless_conflict_writes_nothing_on_a_duplicate():
+    channel = ChannelFactory(code="web")
+    customer = Customer(email="y@example.com")
+    insert_objects([customer])
+    assert insert_unless_conflict(_order(channel, customer, "E-2"))
+    again = _order(channel, customer, "E-2")
+    again.number = "T-OTHER"
+    assert not insert_unless_conflict(again) and again.pk is None
+    assert Order.objects.filter(external_id="E-2").count() == 1
+
+
+def test_many_rows_split_under_the_parameter_limit():
+    loc, item = LocationFactory(code="L"), ItemFactory(sku="S")
+    rows = [
+        StockMovement(
+            location=loc,
+            item=item,
+            delta_on_hand=1,
+            delta_reserved=0,
+            on_hand_after=n,
+            reserved_after=0,
+            reason="adjust",
+            actor_type="system",
+            actor_label="t",
+        )
+        for n in range(1, 2601)
+    ]
+    insert_objects(rows)
+    assert StockMovement.objects.filter(location=loc).count() == 2600
+    assert len({r.pk for r in rows}) == 2600

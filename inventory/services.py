@@ -827,12 +827,14 @@ def _plan_in_channel(
 ) -> tuple[list[StockLine], dict[int, int]]:
     """Spread each item over the channel's active locations: preferred (lower priority
     number) first, then the deepest stock. Returns the plan and what it could not cover."""
-    locations = channel.locations.filter(active=True)
-    if location_ids is not None:
-        locations = locations.filter(pk__in=location_ids)
+
+    def in_channel():  # built only when the statement is compiled, not on every plan
+        locations = channel.locations.filter(active=True)
+        return locations if location_ids is None else locations.filter(pk__in=location_ids)
+
     rows = prepared_rows(  # compiled once per channel (and pickup location) and prepared
         ("plan", channel.pk, tuple(location_ids) if location_ids is not None else None),
-        lambda ids: Stock.objects.filter(item_id__in=ids, location__in=locations).values_list(
+        lambda ids: Stock.objects.filter(item_id__in=ids, location__in=in_channel()).values_list(
             "item_id",
             "location_id",
             "location__priority",

@@ -441,6 +441,8 @@ def _pg_text_array(values: Iterable[str]) -> str:
 def _item_ids(skus: list[str]) -> dict[str, int]:
     """{sku: item id} for the SKUs that exist. PostgreSQL: one join against an array constant,
     whose size the planner sees (a hash join, not 50,000 index probes); elsewhere IN lists."""
+    if not skus:
+        return {}
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
@@ -451,6 +453,19 @@ def _item_ids(skus: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for start in range(0, len(skus), 10_000):
         found.update(Item.objects.filter(sku__in=skus[start : start + 10_000]).values_list("sku", "id"))
+    return found
+
+
+def _new_item_ids(counts: dict, existing: dict[str, tuple]) -> dict[str, int]:
+    """Item ids of the SKUs the location does not stock yet; unknown SKUs are a 400."""
+    missing = [sku for sku in counts if sku not in existing]
+    found = _item_ids(missing)
+    if len(found) < len(missing):
+        unknown = [s for s in missing if s not in found]
+        raise ValidationFailed(
+            f"{len(unknown)} unknown SKU(s): {', '.join(unknown[:20])}",
+            fields={"rows.sku": f"Unknown SKU(s): {', '.join(unknown[:20])}"},
+        )
     return found
 
 
@@ -470,22 +485,53 @@ class _SnapshotPlan:
     ledger_on_hand: list[int] = field(default_factory=list)
     ledger_reserved: list[int] = field(default_factory=list)
     zeroed: int = 0
+
+
+@dataclass
+class _SnapshotTally:
+    """What the plans of one snapshot add up to: the result and what to publish."""
+
+    result: SnapshotResult
+    full: bool
     short: list[str] = field(default_factory=list)
+    ledger_items: list[int] = field(default_factory=list)
+    arrived: set[int] = field(default_factory=set)
+
+    def add(self, plan: _SnapshotPlan) -> None:
+        self.result.zeroed += plan.zeroed
+        self.result.changed += len(plan.update_ids) - plan.zeroed
+        self.result.created += len(plan.create_items)
+        self.ledger_items += plan.ledger_items
+        self.arrived.update(item for item, delta in zip(plan.ledger_items, plan.ledger_delta, strict=True) if delta > 0)
+
+    def raise_if_short(self) -> None:
+        if short := self.short:
+            raise Conflict(
+                f"Snapshot counts below reserved quantity for {len(short)} SKU(s): "
+                f"{', '.join(short[:20])}; release or re-route those reservations first.",
+                fields={"rows.on_hand": "Below reserved for: " + ", ".join(short[:20])},
+            )
 
 
-def _snapshot_plan(counts, item_ids: dict[str, int], existing: dict[int, tuple], full: bool) -> _SnapshotPlan:
-    """Compare the count with the locked rows. The loop runs once per row (50,000 times for a
+def _snapshot_plan(
+    rows: Iterable[tuple[str, tuple[int, int | None]]],
+    existing: dict[str, tuple],
+    new_items: dict[str, int],
+    short: list[str],
+) -> _SnapshotPlan:
+    """Compare counted rows {sku: (on_hand, safety|None)} with the locked stock rows {sku:
+    (sku, item id, pk, on_hand, reserved, safety)}. It runs once per row (50,000 times for a
     large location): every append is a local bound method, no helper call per row."""
     plan = _SnapshotPlan()
     u_id, u_on_hand, u_safety = plan.update_ids.append, plan.update_on_hand.append, plan.update_safety.append
     c_item, c_on_hand, c_safety = plan.create_items.append, plan.create_on_hand.append, plan.create_safety.append
     m_item, m_delta = plan.ledger_items.append, plan.ledger_delta.append
     m_on_hand, m_reserved = plan.ledger_on_hand.append, plan.ledger_reserved.append
-    short, get = plan.short, existing.get
-    for sku, (on_hand, safety) in counts.items():
-        item_id = item_ids[sku]
-        row = get(item_id)
+    get = existing.get
+    for sku, (on_hand, safety) in rows:
+        row = get(sku)
         if row is None:
+            item_id = new_items[sku]
             c_item(item_id)
             c_on_hand(on_hand)
             c_safety(safety or 0)
@@ -495,7 +541,7 @@ def _snapshot_plan(counts, item_ids: dict[str, int], existing: dict[int, tuple],
                 m_on_hand(on_hand)
                 m_reserved(0)
             continue
-        _, pk, old, reserved, old_safety = row
+        _, item_id, pk, old, reserved, old_safety = row
         if on_hand < reserved:
             short.append(sku)
             continue
@@ -513,23 +559,25 @@ def _snapshot_plan(counts, item_ids: dict[str, int], existing: dict[int, tuple],
             u_id(pk)
             u_on_hand(on_hand)
             u_safety(safety)
-    if full:
-        listed = set(item_ids.values())
-        for item_id, pk, old, reserved, safety in existing.values():
-            if old == 0 or item_id in listed:
-                continue
-            if reserved > 0:
-                short.append(f"item {item_id} (omitted)")
-                continue
-            u_id(pk)
-            u_on_hand(0)
-            u_safety(safety)
-            m_item(item_id)
-            m_delta(-old)
-            m_on_hand(0)
-            m_reserved(0)
-            plan.zeroed += 1
     return plan
+
+
+def _snapshot_plan_omitted(plan: _SnapshotPlan, counts: dict, existing: dict[str, tuple], short: list[str]) -> None:
+    """A full snapshot counts every stocked SKU it leaves out as zero."""
+    for sku, item_id, pk, old, reserved, safety in existing.values():
+        if old == 0 or sku in counts:
+            continue
+        if reserved > 0:
+            short.append(f"{sku} (omitted)")
+            continue
+        plan.update_ids.append(pk)
+        plan.update_on_hand.append(0)
+        plan.update_safety.append(safety)
+        plan.ledger_items.append(item_id)
+        plan.ledger_delta.append(-old)
+        plan.ledger_on_hand.append(0)
+        plan.ledger_reserved.append(0)
+        plan.zeroed += 1
 
 
 _LEDGER_COLUMNS = (
@@ -537,118 +585,180 @@ _LEDGER_COLUMNS = (
     "reference, created_at, actor_type, actor_label, actor_user_id, actor_api_key_id"
 )
 
+# The location's stock rows with their SKUs, locked in pk order (as every multi-row stock write).
+_SNAPSHOT_LOCK_SQL = (
+    "SELECT i.sku, s.item_id, s.id, s.on_hand, s.reserved, s.safety_stock "
+    "FROM inventory_stock s JOIN inventory_item i ON i.id = s.item_id "
+    "WHERE s.location_id = %s ORDER BY s.id FOR UPDATE OF s"
+)
+# Only this connection's replication role may skip foreign-key triggers (see _SnapshotWriter).
+_SNAPSHOT_ROLE_SQL = (
+    "SELECT current_setting('session_replication_role'), current_setting('is_superuser') = 'on'{granted}"
+)
+# The one-row parents of new stock and ledger rows, KEY SHARE-locked as the foreign-key checks would.
+_SNAPSHOT_PARENTS_SQL = (
+    "SELECT (SELECT count(*) FROM (SELECT 1 FROM {location} WHERE id = %s FOR KEY SHARE) AS l)"
+    " + (SELECT count(*) FROM (SELECT 1 FROM {user} WHERE id = %s FOR KEY SHARE) AS u)"
+    " + (SELECT count(*) FROM (SELECT 1 FROM {api_key} WHERE id = %s FOR KEY SHARE) AS k)"
+)
 
-def _referenced_rows_locked(cursor, *, location_id: int, item_ids: list[int], actor: Actor) -> str | None:
-    """Lock, as the foreign-key checks would, every row the new stock and ledger rows refer to,
-    in one statement per table; return the session's replication role if this connection may
-    then skip those per-row checks (None: keep them).
 
-    Django's foreign keys are deferred triggers that look up and KEY SHARE-lock the referenced
-    row once per inserted row at COMMIT: 100,000 look-ups (1.1 s) for a location's first
-    50,000 stock rows, 50,000 (0.2 s) for a ledger written by an API key. Locking the same rows
-    here as a set gives the same guarantee (none can be deleted or re-keyed before we commit),
-    so the inserts run with `session_replication_role = replica`, which fires no triggers.
-    That takes a superuser or, on PostgreSQL 15+, `GRANT SET ON PARAMETER
+class _SnapshotWriter:
+    """Sends a snapshot's statements on PostgreSQL: set-based, each fed by whole-number arrays
+    (no per-row SQL, no rows built in Python), queued in pipeline mode.
+
+    Foreign keys: Django's are deferred triggers that look up and KEY SHARE-lock the parent row
+    once per inserted row at COMMIT: 100,000 look-ups (1.1 s) for a location's first 50,000
+    stock rows, 50,000 (0.2 s) for ledger rows written by an API key. Here the parents are
+    locked as sets instead (the location and actor rows up front, the new stock rows' items
+    just before they go in, and every count checked before commit), which gives the same
+    guarantee, and the inserts run with `session_replication_role = replica`, which fires no
+    triggers. That takes a superuser or, on PostgreSQL 15+, `GRANT SET ON PARAMETER
     session_replication_role TO <app role>`; without it the triggers run as usual."""
-    may_set = "current_setting('is_superuser') = 'on'"
-    if connection.pg_version >= 150000:
-        may_set += " OR has_parameter_privilege('session_replication_role', 'SET')"
-    cursor.execute(f"SELECT current_setting('session_replication_role'), {may_set}")
-    role, allowed = cursor.fetchone()
-    if not allowed:
-        return None
-    checks: list[tuple[str, str, list]] = []
-    if item_ids:
-        checks.append((Location._meta.db_table, "id = %s", [location_id]))
-        checks.append((Item._meta.db_table, "id = ANY(%s::bigint[])", [_pg_array(item_ids)]))
-    for name, value in (("actor_user", actor.user_id), ("actor_api_key", actor.api_key_id)):
-        if value is not None:
-            model = StockMovement._meta.get_field(name).related_model
-            checks.append((model._meta.db_table, "id = %s", [value]))
-    for table, where, params in checks:
-        cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} FOR KEY SHARE) AS locked", params)
-        expected = len(item_ids) if "ANY" in where else 1
-        if cursor.fetchone()[0] != expected:
-            return None  # a referenced row is gone: let the foreign-key checks report it
-    return role
 
-
-def _snapshot_write_postgres(cursor, location_id: int, plan: _SnapshotPlan, now, reference: str, actor: Actor) -> None:
-    """Three set-based statements, each fed by whole-number arrays: no per-row SQL, no rows
-    built in Python. The UPDATE names the location so PostgreSQL joins the arrays to that
-    location's rows only (not a hash of the whole stock table)."""
-    if plan.update_ids:
-        cursor.execute(
-            "UPDATE inventory_stock SET on_hand = v.on_hand, safety_stock = v.safety_stock, updated_at = %s "
-            "FROM unnest(%s::bigint[], %s::integer[], %s::integer[]) AS v(id, on_hand, safety_stock) "
-            "WHERE inventory_stock.id = v.id AND inventory_stock.location_id = %s",
-            [
-                now,
-                _pg_array(plan.update_ids),
-                _pg_array(plan.update_on_hand),
-                _pg_array(plan.update_safety),
-                location_id,
-            ],
-        )
-    if not (plan.create_items or plan.ledger_items):
-        return
-    role = _referenced_rows_locked(cursor, location_id=location_id, item_ids=plan.create_items, actor=actor)
-    if role is not None:
-        cursor.execute("SET LOCAL session_replication_role = replica")
-    if plan.create_items:
-        cursor.execute(
-            "INSERT INTO inventory_stock (location_id, item_id, on_hand, reserved, safety_stock, updated_at) "
-            "SELECT %s, v.item_id, v.on_hand, 0, v.safety_stock, %s "
-            "FROM unnest(%s::bigint[], %s::integer[], %s::integer[]) AS v(item_id, on_hand, safety_stock)",
-            [
-                location_id,
-                now,
-                _pg_array(plan.create_items),
-                _pg_array(plan.create_on_hand),
-                _pg_array(plan.create_safety),
-            ],
-        )
-    if plan.ledger_items:
+    def __init__(self, location_id: int, reference: str, actor: Actor, *, skip_fk_triggers: bool, restore_role: str):
+        self.location_id = location_id
+        self.skip = skip_fk_triggers
+        self.restore_role = restore_role
+        self.cursor = connection.cursor()
+        self.item_checks: list[tuple[object, int]] = []
         a = actor.as_fields()
-        cursor.execute(
-            f"INSERT INTO inventory_stockmovement ({_LEDGER_COLUMNS}) "
-            "SELECT %s, v.item_id, v.delta, 0, v.on_hand, v.reserved, %s, '', %s, %s, %s, %s, %s, %s "
-            "FROM unnest(%s::bigint[], %s::integer[], %s::integer[], %s::integer[]) "
-            "AS v(item_id, delta, on_hand, reserved)",
-            [
-                location_id,
-                MovementReason.SNAPSHOT.value,
-                reference[:200],
-                now,
-                a["actor_type"],
-                a["actor_label"],
-                a["actor_user_id"],
-                a["actor_api_key_id"],
-                _pg_array(plan.ledger_items),
-                _pg_array(plan.ledger_delta),
-                _pg_array(plan.ledger_on_hand),
-                _pg_array(plan.ledger_reserved),
-            ],
-        )
-    if role is not None:
-        # Back to the session's role before anything else runs in this transaction (on an
-        # error the rollback restores it).
-        cursor.execute("SELECT set_config('session_replication_role', %s, true)", [role])
+        self.ledger_fixed = [
+            MovementReason.SNAPSHOT.value,
+            reference[:200],
+            timezone.now(),
+            a["actor_type"],
+            a["actor_label"],
+            a["actor_user_id"],
+            a["actor_api_key_id"],
+        ]
+        self.now = self.ledger_fixed[2]
+        if self.skip:
+            self.cursor.execute("SET LOCAL session_replication_role = replica")
+
+    def send(self, plan: _SnapshotPlan) -> None:
+        execute = self.cursor.execute
+        if plan.update_ids:
+            # The UPDATE names the location so PostgreSQL joins the arrays to that location's
+            # rows only (not a hash of the whole stock table).
+            execute(
+                "UPDATE inventory_stock SET on_hand = v.on_hand, safety_stock = v.safety_stock, updated_at = %s "
+                "FROM unnest(%s::bigint[], %s::integer[], %s::integer[]) AS v(id, on_hand, safety_stock) "
+                "WHERE inventory_stock.id = v.id AND inventory_stock.location_id = %s",
+                [
+                    self.now,
+                    _pg_array(plan.update_ids),
+                    _pg_array(plan.update_on_hand),
+                    _pg_array(plan.update_safety),
+                    self.location_id,
+                ],
+            )
+        if plan.create_items:
+            items = _pg_array(plan.create_items)
+            if self.skip:
+                check = connection.cursor()
+                check.execute(
+                    "SELECT count(*) FROM (SELECT 1 FROM inventory_item WHERE id = ANY(%s::bigint[]) FOR KEY SHARE) AS i",
+                    [items],
+                )
+                self.item_checks.append((check, len(plan.create_items)))
+            execute(
+                "INSERT INTO inventory_stock (location_id, item_id, on_hand, reserved, safety_stock, updated_at) "
+                "SELECT %s, v.item_id, v.on_hand, 0, v.safety_stock, %s "
+                "FROM unnest(%s::bigint[], %s::integer[], %s::integer[]) AS v(item_id, on_hand, safety_stock)",
+                [self.location_id, self.now, items, _pg_array(plan.create_on_hand), _pg_array(plan.create_safety)],
+            )
+        if plan.ledger_items:
+            execute(
+                f"INSERT INTO inventory_stockmovement ({_LEDGER_COLUMNS}) "
+                "SELECT %s, v.item_id, v.delta, 0, v.on_hand, v.reserved, %s, '', %s, %s, %s, %s, %s, %s "
+                "FROM unnest(%s::bigint[], %s::integer[], %s::integer[], %s::integer[]) "
+                "AS v(item_id, delta, on_hand, reserved)",
+                [
+                    self.location_id,
+                    *self.ledger_fixed,
+                    _pg_array(plan.ledger_items),
+                    _pg_array(plan.ledger_delta),
+                    _pg_array(plan.ledger_on_hand),
+                    _pg_array(plan.ledger_reserved),
+                ],
+            )
+
+    def finish(self) -> None:
+        if self.skip:
+            # Back to the session's role before anything else runs in this transaction (on an
+            # error the rollback restores it).
+            self.cursor.execute("SELECT set_config('session_replication_role', %s, true)", [self.restore_role])
+        for check, expected in self.item_checks:
+            if check.fetchone()[0] != expected:
+                raise Conflict("An item in this snapshot was deleted meanwhile; send the snapshot again.")
 
 
-def _snapshot_write_generic(cursor, location_id: int, plan: _SnapshotPlan, now, reference: str, actor: Actor) -> None:
-    updates = list(zip(plan.update_ids, plan.update_on_hand, plan.update_safety, strict=True))
-    for start in range(0, len(updates), SNAPSHOT_CHUNK):
-        chunk = updates[start : start + SNAPSHOT_CHUNK]
-        values = ", ".join(["(%s, %s, %s)"] * len(chunk))
-        params = [v for row in chunk for v in row]
-        # Portable bulk update: UPDATE … FROM (VALUES …) works on SQLite ≥ 3.33 too.
-        cursor.execute(
-            f"UPDATE inventory_stock SET on_hand = v.column2, safety_stock = v.column3, "
-            f"updated_at = %s FROM (VALUES {values}) AS v "
-            f"WHERE inventory_stock.id = v.column1",
-            [now, *params],
+def _snapshot_postgres(location: Location, counts: dict, actor: Actor, reference: str, tally: _SnapshotTally) -> None:
+    """Lock, read, plan and write in one pipeline: the statements queue on the connection, and
+    Python only waits where it needs an answer (the locked rows, new SKUs' ids)."""
+    connection.ensure_connection()
+    granted = (
+        " OR has_parameter_privilege('session_replication_role', 'SET')" if connection.pg_version >= 150000 else ""
+    )
+    actor_field = StockMovement._meta.get_field
+    parents_sql = _SNAPSHOT_PARENTS_SQL.format(
+        location=Location._meta.db_table,
+        user=actor_field("actor_user").related_model._meta.db_table,
+        api_key=actor_field("actor_api_key").related_model._meta.db_table,
+    )
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        role, parents, locked = connection.cursor(), connection.cursor(), connection.cursor()
+        role.execute(_SNAPSHOT_ROLE_SQL.format(granted=granted))
+        parents.execute(parents_sql, [location.pk, actor.user_id, actor.api_key_id])
+        locked.execute("SET LOCAL work_mem = '64MB'")  # the pk sort of 50,000 rows in memory
+        locked.execute(_SNAPSHOT_LOCK_SQL, [location.pk])
+        restore_role, may_skip = role.fetchone()
+        parents_locked = parents.fetchone()[0] == 1 + (actor.user_id is not None) + (actor.api_key_id is not None)
+        existing = {row[0]: row for row in locked.fetchall()}
+        new_items = _new_item_ids(counts, existing)
+        writer = _SnapshotWriter(
+            location.pk, reference, actor, skip_fk_triggers=may_skip and parents_locked, restore_role=restore_role
         )
+        plan = _snapshot_plan(counts.items(), existing, new_items, tally.short)
+        if tally.full:
+            _snapshot_plan_omitted(plan, counts, existing, tally.short)
+        tally.raise_if_short()
+        tally.add(plan)
+        writer.send(plan)
+        tally.raise_if_short()
+        writer.finish()
+
+
+def _snapshot_generic(location: Location, counts: dict, actor: Actor, reference: str, tally: _SnapshotTally) -> None:
+    """SQLite (and any other database): the same plan, written in VALUES batches."""
+    locked = stock_for_update(location=location).values_list(
+        "item__sku", "item_id", "id", "on_hand", "reserved", "safety_stock"
+    )
+    existing = {row[0]: row for row in locked}
+    new_items = _new_item_ids(counts, existing)
+    plan = _snapshot_plan(counts.items(), existing, new_items, tally.short)
+    if tally.full:
+        _snapshot_plan_omitted(plan, counts, existing, tally.short)
+    tally.raise_if_short()
+    tally.add(plan)
+    _snapshot_write_generic(location.pk, plan, timezone.now(), reference, actor)
+
+
+def _snapshot_write_generic(location_id: int, plan: _SnapshotPlan, now, reference: str, actor: Actor) -> None:
+    with connection.cursor() as cursor:
+        updates = list(zip(plan.update_ids, plan.update_on_hand, plan.update_safety, strict=True))
+        for start in range(0, len(updates), SNAPSHOT_CHUNK):
+            chunk = updates[start : start + SNAPSHOT_CHUNK]
+            values = ", ".join(["(%s, %s, %s)"] * len(chunk))
+            params = [v for row in chunk for v in row]
+            # Portable bulk update: UPDATE … FROM (VALUES …) works on SQLite ≥ 3.33 too.
+            cursor.execute(
+                f"UPDATE inventory_stock SET on_hand = v.column2, safety_stock = v.column3, "
+                f"updated_at = %s FROM (VALUES {values}) AS v "
+                f"WHERE inventory_stock.id = v.column1",
+                [now, *params],
+            )
     Stock.objects.bulk_create(
         [
             Stock(location_id=location_id, item_id=item_id, on_hand=on_hand, safety_stock=safety, updated_at=now)
@@ -690,39 +800,18 @@ def stock_snapshot(
     With `full`, SKUs the location holds but the snapshot omits are counted as zero.
     Bulk statements (no per-row saves) so tens of thousands of rows fit in one request.
     The location's stock rows are locked (in pk order) before they are compared, so the
-    deltas written to the ledger are exact whatever reserves run concurrently.
+    deltas written to the ledger are exact whatever reserves run concurrently. Unknown SKUs
+    (400) and counts below reserved (409) change nothing.
     """
-    result = SnapshotResult(rows=len(counts))
-    skus = list(counts)
-    item_ids = _item_ids(skus)
-    if len(item_ids) < len(skus):
-        unknown = [s for s in skus if s not in item_ids]
-        raise ValidationFailed(
-            f"{len(unknown)} unknown SKU(s): {', '.join(unknown[:20])}",
-            fields={"rows.sku": f"Unknown SKU(s): {', '.join(unknown[:20])}"},
-        )
+    tally = _SnapshotTally(SnapshotResult(rows=len(counts)), full)
     with transaction.atomic():
-        locked = stock_for_update(location=location).values_list("item_id", "id", "on_hand", "reserved", "safety_stock")
-        with connection.cursor() as cursor:
-            # The queryset's own SQL (FOR UPDATE, pk order) in one fetchall, not batches of 100.
-            cursor.execute(*locked.query.sql_with_params())
-            existing = {row[0]: row for row in cursor.fetchall()}
-        plan = _snapshot_plan(counts, item_ids, existing, full)
-        if short := plan.short:
-            raise Conflict(
-                f"Snapshot counts below reserved quantity for {len(short)} SKU(s): "
-                f"{', '.join(short[:20])}; release or re-route those reservations first.",
-                fields={"rows.on_hand": "Below reserved for: " + ", ".join(short[:20])},
-            )
-        write = _snapshot_write_postgres if connection.vendor == "postgresql" else _snapshot_write_generic
-        with connection.cursor() as cursor:
-            write(cursor, location.pk, plan, timezone.now(), reference, actor)
-        result.zeroed = plan.zeroed
-        result.changed = len(plan.update_ids) - plan.zeroed
-        result.created = len(plan.create_items)
-        _publish_changes({location.pk: plan.ledger_items}, cause="snapshot")
-        _stock_arrived({item for item, delta in zip(plan.ledger_items, plan.ledger_delta, strict=True) if delta > 0})
-    return result
+        if connection.vendor == "postgresql":
+            _snapshot_postgres(location, counts, actor, reference, tally)
+        else:
+            _snapshot_generic(location, counts, actor, reference, tally)
+        _publish_changes({location.pk: tally.ledger_items}, cause="snapshot")
+        _stock_arrived(tally.arrived)
+    return tally.result
 
 
 @transaction.atomic

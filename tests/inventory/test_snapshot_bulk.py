@@ -6,14 +6,16 @@ from io import StringIO
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.db.models import ProtectedError
 from django.test.utils import CaptureQueriesContext
 
+from inventory import services
 from inventory.models import Item, Stock, StockMovement
 from inventory.selectors import ledger_mismatches
 from inventory.services import SNAPSHOT_CHUNK, stock_snapshot
 from oms.actor import Actor
+from oms.errors import Conflict
 from tests.factories import LocationFactory
 
 ACTOR = Actor.system("test")
@@ -116,3 +118,56 @@ def test_ledger_without_database_foreign_keys_is_still_checked(many):
     with pytest.raises(CommandError, match="1 stock row"):
         call_command("inventory_check", stdout=out)
     assert "deleted location or item" in out.getvalue()
+
+
+@pytest.mark.postgres
+def test_postgres_inserts_run_without_per_row_foreign_key_triggers(many, make_key):
+    """New stock and ledger rows go in with the replica role once their parents (location,
+    items, the actor's API key) are KEY SHARE-locked as sets; the role is back before the
+    service returns, and the foreign keys still hold for every other write."""
+    actor = Actor.for_api_key(make_key("all").key)
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as queries:
+            result = stock_snapshot(
+                location=many, counts={"S-00001": (3, None), "S-00002": (0, 4)}, actor=actor, full=False
+            )
+        assert result.created == 2
+        sql = [q["sql"] for q in queries.captured_queries]
+        assert "SET LOCAL session_replication_role = replica" in sql
+        assert any("FOR KEY SHARE" in q and "inventory_item" in q for q in sql)
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW session_replication_role")
+            assert cursor.fetchone()[0] == "origin"
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Stock.objects.create(location=many, item_id=10**12)
+            connection.check_constraints()
+    assert counts(many) == {"S-00001": (3, 0), "S-00002": (0, 4)}
+    assert ledger_mismatches() == []
+
+
+@pytest.mark.postgres
+def test_postgres_item_gone_before_commit_is_a_conflict(many, monkeypatch):
+    """An item deleted between the SKU look-up and the insert (simulated with an id that does
+    not exist): the set lock finds fewer items than rows, so nothing is written."""
+    real = services._item_ids
+    monkeypatch.setattr(services, "_item_ids", lambda skus: {**real(skus), "S-00002": 10**12})
+    with pytest.raises(Conflict, match="deleted meanwhile"):
+        stock_snapshot(location=many, counts={"S-00001": (3, None), "S-00002": (1, None)}, actor=ACTOR)
+    assert counts(many) == {}
+    assert not StockMovement.objects.exists()
+
+
+@pytest.mark.postgres
+def test_postgres_without_the_privilege_keeps_the_triggers(many, monkeypatch):
+    """A connection that may not set session_replication_role writes the same rows with the
+    usual per-row foreign-key checks."""
+    monkeypatch.setattr(
+        services, "_SNAPSHOT_ROLE_SQL", "SELECT current_setting('session_replication_role'), false /* {granted} */"
+    )
+    with CaptureQueriesContext(connection) as queries:
+        result = stock_snapshot(location=many, counts={"S-00001": (3, None), "S-00002": (5, 1)}, actor=ACTOR)
+    assert result.created == 2
+    assert not [q for q in queries.captured_queries if "session_replication_role = replica" in q["sql"]]
+    assert not [q for q in queries.captured_queries if "FOR KEY SHARE) AS i" in q["sql"]]
+    assert counts(many) == {"S-00001": (3, 0), "S-00002": (5, 1)}
+    assert ledger_mismatches() == []

@@ -173,17 +173,22 @@ def _publish_stock_changed(ledger: Sequence[StockMovement], *, cause: str, known
 
 
 def _publish_changes(by_location: dict[int, Collection[int]], *, cause: str, known: _Known | None = None) -> None:
-    """Tell the ATP cache and subscribers that these counters changed: {location id: item ids}."""
+    """Tell the ATP cache and subscribers that these counters changed: {location id: item ids}.
+    The event names at most EVENT_SKU_LIMIT SKUs (and says when it left some out)."""
     item_ids = {item for items in by_location.values() for item in items}
     if not item_ids:
         return
     atp_cache.stock_changed(item_ids)
-    if known is not None and by_location.keys() <= known.codes.keys() and item_ids <= known.skus.keys():
+    named = item_ids if len(item_ids) <= EVENT_SKU_LIMIT else set(list(item_ids)[:EVENT_SKU_LIMIT])
+    if known is not None and by_location.keys() <= known.codes.keys() and named <= known.skus.keys():
         locations, skus = known.codes, known.skus
     else:
         locations = dict(Location.objects.filter(id__in=by_location).values_list("id", "code"))
-        skus = dict(Item.objects.filter(id__in=list(item_ids)[:EVENT_SKU_LIMIT]).values_list("id", "sku"))
-    changes = {locations[loc]: sorted({skus[i] for i in items if i in skus}) for loc, items in by_location.items()}
+        skus = dict(Item.objects.filter(id__in=named).values_list("id", "sku"))
+    changes = {
+        locations[loc]: sorted({skus[i] for i in items if i in named and i in skus})
+        for loc, items in by_location.items()
+    }
     outbox_publish_event(
         "inventory.changed",
         {
@@ -497,12 +502,21 @@ class _SnapshotTally:
     ledger_items: list[int] = field(default_factory=list)
     arrived: set[int] = field(default_factory=set)
 
-    def add(self, plan: _SnapshotPlan) -> None:
+    known: _Known = field(default_factory=_Known)
+
+    def add(
+        self, plan: _SnapshotPlan, location: Location, existing: dict[str, tuple], new_items: dict[str, int]
+    ) -> None:
+        """Count what the plan writes, and name its SKUs for the event (from the rows already
+        read, not another query). On PostgreSQL this runs while the server applies the plan."""
         self.result.zeroed += plan.zeroed
         self.result.changed += len(plan.update_ids) - plan.zeroed
         self.result.created += len(plan.create_items)
         self.ledger_items += plan.ledger_items
-        self.arrived.update(item for item, delta in zip(plan.ledger_items, plan.ledger_delta, strict=True) if delta > 0)
+        self.arrived |= {item for item, delta in zip(plan.ledger_items, plan.ledger_delta, strict=True) if delta > 0}
+        self.known.codes[location.pk] = location.code
+        self.known.skus.update({row[1]: sku for sku, row in existing.items()})
+        self.known.skus.update({item_id: sku for sku, item_id in new_items.items()})
 
     def raise_if_short(self) -> None:
         if short := self.short:
@@ -724,8 +738,8 @@ def _snapshot_postgres(location: Location, counts: dict, actor: Actor, reference
         if tally.full:
             _snapshot_plan_omitted(plan, counts, existing, tally.short)
         tally.raise_if_short()
-        tally.add(plan)
         writer.send(plan)
+        tally.add(plan, location, existing, new_items)
         tally.raise_if_short()
         writer.finish()
 
@@ -741,7 +755,7 @@ def _snapshot_generic(location: Location, counts: dict, actor: Actor, reference:
     if tally.full:
         _snapshot_plan_omitted(plan, counts, existing, tally.short)
     tally.raise_if_short()
-    tally.add(plan)
+    tally.add(plan, location, existing, new_items)
     _snapshot_write_generic(location.pk, plan, timezone.now(), reference, actor)
 
 
@@ -809,7 +823,7 @@ def stock_snapshot(
             _snapshot_postgres(location, counts, actor, reference, tally)
         else:
             _snapshot_generic(location, counts, actor, reference, tally)
-        _publish_changes({location.pk: tally.ledger_items}, cause="snapshot")
+        _publish_changes({location.pk: tally.ledger_items}, cause="snapshot", known=tally.known)
         _stock_arrived(tally.arrived)
     return tally.result
 

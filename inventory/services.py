@@ -461,12 +461,11 @@ def _item_ids(skus: list[str]) -> dict[str, int]:
     return found
 
 
-def _new_item_ids(counts: dict, existing: dict[str, tuple]) -> dict[str, int]:
-    """Item ids of the SKUs the location does not stock yet; unknown SKUs are a 400."""
-    missing = [sku for sku in counts if sku not in existing]
-    found = _item_ids(missing)
-    if len(found) < len(missing):
-        unknown = [s for s in missing if s not in found]
+def _new_item_ids(skus: list[str]) -> dict[str, int]:
+    """Item ids of SKUs the location does not stock yet; unknown SKUs are a 400."""
+    found = _item_ids(skus)
+    if len(found) < len(skus):
+        unknown = [s for s in skus if s not in found]
         raise ValidationFailed(
             f"{len(unknown)} unknown SKU(s): {', '.join(unknown[:20])}",
             fields={"rows.sku": f"Unknown SKU(s): {', '.join(unknown[:20])}"},
@@ -494,28 +493,28 @@ class _SnapshotPlan:
 
 @dataclass
 class _SnapshotTally:
-    """What the plans of one snapshot add up to: the result and what to publish."""
+    """What the plans of one snapshot add up to: the result, the SKUs found short, and what to
+    publish once it commits."""
 
     result: SnapshotResult
     full: bool
     short: list[str] = field(default_factory=list)
+    matched: int = 0  # counted SKUs the location already stocks
     ledger_items: list[int] = field(default_factory=list)
     arrived: set[int] = field(default_factory=set)
-
     known: _Known = field(default_factory=_Known)
 
-    def add(
-        self, plan: _SnapshotPlan, location: Location, existing: dict[str, tuple], new_items: dict[str, int]
-    ) -> None:
-        """Count what the plan writes, and name its SKUs for the event (from the rows already
-        read, not another query). On PostgreSQL this runs while the server applies the plan."""
+    def add(self, plan: _SnapshotPlan) -> None:
         self.result.zeroed += plan.zeroed
         self.result.changed += len(plan.update_ids) - plan.zeroed
         self.result.created += len(plan.create_items)
         self.ledger_items += plan.ledger_items
         self.arrived |= {item for item, delta in zip(plan.ledger_items, plan.ledger_delta, strict=True) if delta > 0}
+
+    def name(self, location: Location, rows: Iterable[tuple], new_items: dict[str, int]) -> None:
+        """The event's location code and SKUs, from the rows already read (no query)."""
         self.known.codes[location.pk] = location.code
-        self.known.skus.update({row[1]: sku for sku, row in existing.items()})
+        self.known.skus.update({row[1]: row[0] for row in rows})
         self.known.skus.update({item_id: sku for sku, item_id in new_items.items()})
 
     def raise_if_short(self) -> None:
@@ -527,71 +526,74 @@ class _SnapshotTally:
             )
 
 
-def _snapshot_plan(
-    rows: Iterable[tuple[str, tuple[int, int | None]]],
-    existing: dict[str, tuple],
-    new_items: dict[str, int],
-    short: list[str],
-) -> _SnapshotPlan:
-    """Compare counted rows {sku: (on_hand, safety|None)} with the locked stock rows {sku:
-    (sku, item id, pk, on_hand, reserved, safety)}. It runs once per row (50,000 times for a
-    large location): every append is a local bound method, no helper call per row."""
+def _plan_stocked(rows: Sequence[tuple], counts: dict, tally: _SnapshotTally) -> _SnapshotPlan:
+    """Compare the counts with the location's locked rows (sku, item id, pk, on_hand, reserved,
+    safety), in their pk order. A full snapshot counts a stocked SKU it leaves out as zero.
+    This runs once per row (50,000 times for a large location): every append is a local
+    bound method, no helper call per row."""
     plan = _SnapshotPlan()
     u_id, u_on_hand, u_safety = plan.update_ids.append, plan.update_on_hand.append, plan.update_safety.append
-    c_item, c_on_hand, c_safety = plan.create_items.append, plan.create_on_hand.append, plan.create_safety.append
     m_item, m_delta = plan.ledger_items.append, plan.ledger_delta.append
     m_on_hand, m_reserved = plan.ledger_on_hand.append, plan.ledger_reserved.append
-    get = existing.get
-    for sku, (on_hand, safety) in rows:
-        row = get(sku)
-        if row is None:
-            item_id = new_items[sku]
-            c_item(item_id)
-            c_on_hand(on_hand)
-            c_safety(safety or 0)
-            if on_hand:
-                m_item(item_id)
-                m_delta(on_hand)
-                m_on_hand(on_hand)
-                m_reserved(0)
-            continue
-        _, item_id, pk, old, reserved, old_safety = row
-        if on_hand < reserved:
-            short.append(sku)
-            continue
-        if safety is None:
-            safety = old_safety
-        if on_hand != old:
-            u_id(pk)
-            u_on_hand(on_hand)
-            u_safety(safety)
-            m_item(item_id)
-            m_delta(on_hand - old)
-            m_on_hand(on_hand)
-            m_reserved(reserved)
-        elif safety != old_safety:
-            u_id(pk)
-            u_on_hand(on_hand)
-            u_safety(safety)
+    short, get, full, matched = tally.short, counts.get, tally.full, 0
+    for sku, item_id, pk, old, reserved, old_safety in rows:
+        count = get(sku)
+        if count is None:
+            if not full or old == 0:
+                continue
+            if reserved > 0:
+                short.append(f"{sku} (omitted)")
+                continue
+            on_hand, safety = 0, old_safety
+            plan.zeroed += 1
+        else:
+            matched += 1
+            on_hand, safety = count
+            if on_hand < reserved:
+                short.append(sku)
+                continue
+            if safety is None:
+                safety = old_safety
+            if on_hand == old:
+                if safety != old_safety:
+                    u_id(pk)
+                    u_on_hand(on_hand)
+                    u_safety(safety)
+                continue
+        u_id(pk)
+        u_on_hand(on_hand)
+        u_safety(safety)
+        m_item(item_id)
+        m_delta(on_hand - old)
+        m_on_hand(on_hand)
+        m_reserved(reserved)
+    tally.matched += matched
     return plan
 
 
-def _snapshot_plan_omitted(plan: _SnapshotPlan, counts: dict, existing: dict[str, tuple], short: list[str]) -> None:
-    """A full snapshot counts every stocked SKU it leaves out as zero."""
-    for sku, item_id, pk, old, reserved, safety in existing.values():
-        if old == 0 or sku in counts:
-            continue
-        if reserved > 0:
-            short.append(f"{sku} (omitted)")
-            continue
-        plan.update_ids.append(pk)
-        plan.update_on_hand.append(0)
-        plan.update_safety.append(safety)
-        plan.ledger_items.append(item_id)
-        plan.ledger_delta.append(-old)
-        plan.ledger_on_hand.append(0)
-        plan.ledger_reserved.append(0)
-        plan.zeroed += 1
+def _plan_new(skus: Iterable[str], counts: dict, new_items: dict[str, int]) -> _SnapshotPlan:
+    """Stock rows (and their first ledger rows) for counted SKUs the location does not stock."""
+    plan = _SnapshotPlan()
+    for sku in skus:
+        item_id = new_items[sku]
+        on_hand, safety = counts[sku]
+        plan.create_items.append(item_id)
+        plan.create_on_hand.append(on_hand)
+        plan.create_safety.append(safety or 0)
+        if on_hand:
+            plan.ledger_items.append(item_id)
+            plan.ledger_delta.append(on_hand)
+            plan.ledger_on_hand.append(on_hand)
+            plan.ledger_reserved.append(0)
+    return plan
+
+
+def _unstocked(counts: dict, rows: Sequence[tuple], tally: _SnapshotTally) -> list[str]:
+    """The counted SKUs the location has no row for yet (none, usually, after its first count)."""
+    if tally.matched == len(counts):
+        return []
+    stocked = {row[0] for row in rows}
+    return [sku for sku in counts if sku not in stocked]
 
 
 _LEDGER_COLUMNS = (
@@ -615,6 +617,9 @@ _SNAPSHOT_PARENTS_SQL = (
     " + (SELECT count(*) FROM (SELECT 1 FROM {user} WHERE id = %s FOR KEY SHARE) AS u)"
     " + (SELECT count(*) FROM (SELECT 1 FROM {api_key} WHERE id = %s FOR KEY SHARE) AS k)"
 )
+# PostgreSQL: rows planned and sent per round of statements. The statements are queued in
+# pipeline mode, so the server applies one chunk while Python plans the next.
+SNAPSHOT_PG_CHUNK = 10_000
 
 
 class _SnapshotWriter:
@@ -636,35 +641,38 @@ class _SnapshotWriter:
         self.restore_role = restore_role
         self.cursor = connection.cursor()
         self.item_checks: list[tuple[object, int]] = []
+        self.now = timezone.now()
         a = actor.as_fields()
         self.ledger_fixed = [
             MovementReason.SNAPSHOT.value,
             reference[:200],
-            timezone.now(),
+            self.now,
             a["actor_type"],
             a["actor_label"],
             a["actor_user_id"],
             a["actor_api_key_id"],
         ]
-        self.now = self.ledger_fixed[2]
         if self.skip:
             self.cursor.execute("SET LOCAL session_replication_role = replica")
 
     def send(self, plan: _SnapshotPlan) -> None:
         execute = self.cursor.execute
         if plan.update_ids:
-            # The UPDATE names the location so PostgreSQL joins the arrays to that location's
-            # rows only (not a hash of the whole stock table).
+            # The ids come in pk order: their bounds let PostgreSQL read just this chunk's
+            # range of the primary key (the location names the rows it may touch).
             execute(
                 "UPDATE inventory_stock SET on_hand = v.on_hand, safety_stock = v.safety_stock, updated_at = %s "
                 "FROM unnest(%s::bigint[], %s::integer[], %s::integer[]) AS v(id, on_hand, safety_stock) "
-                "WHERE inventory_stock.id = v.id AND inventory_stock.location_id = %s",
+                "WHERE inventory_stock.id = v.id AND inventory_stock.location_id = %s "
+                "AND inventory_stock.id BETWEEN %s AND %s",
                 [
                     self.now,
                     _pg_array(plan.update_ids),
                     _pg_array(plan.update_on_hand),
                     _pg_array(plan.update_safety),
                     self.location_id,
+                    plan.update_ids[0],
+                    plan.update_ids[-1],
                 ],
             )
         if plan.create_items:
@@ -709,8 +717,9 @@ class _SnapshotWriter:
 
 
 def _snapshot_postgres(location: Location, counts: dict, actor: Actor, reference: str, tally: _SnapshotTally) -> None:
-    """Lock, read, plan and write in one pipeline: the statements queue on the connection, and
-    Python only waits where it needs an answer (the locked rows, new SKUs' ids)."""
+    """Lock, read, plan and write in one pipeline, chunk by chunk: Python waits only for the
+    locked rows and new SKUs' ids, and plans the next chunk while the server writes the last.
+    A short or unknown SKU found after some chunks went out rolls them back with the rest."""
     connection.ensure_connection()
     granted = (
         " OR has_parameter_privilege('session_replication_role', 'SET')" if connection.pg_version >= 150000 else ""
@@ -729,34 +738,40 @@ def _snapshot_postgres(location: Location, counts: dict, actor: Actor, reference
         locked.execute(_SNAPSHOT_LOCK_SQL, [location.pk])
         restore_role, may_skip = role.fetchone()
         parents_locked = parents.fetchone()[0] == 1 + (actor.user_id is not None) + (actor.api_key_id is not None)
-        existing = {row[0]: row for row in locked.fetchall()}
-        new_items = _new_item_ids(counts, existing)
+        rows = locked.fetchall()
         writer = _SnapshotWriter(
             location.pk, reference, actor, skip_fk_triggers=may_skip and parents_locked, restore_role=restore_role
         )
-        plan = _snapshot_plan(counts.items(), existing, new_items, tally.short)
-        if tally.full:
-            _snapshot_plan_omitted(plan, counts, existing, tally.short)
+        for start in range(0, len(rows), SNAPSHOT_PG_CHUNK):
+            plan = _plan_stocked(rows[start : start + SNAPSHOT_PG_CHUNK], counts, tally)
+            if not tally.short:  # once a row is short nothing will be written: stop sending
+                writer.send(plan)
+            tally.add(plan)
+        new_items = _new_item_ids(unstocked) if (unstocked := _unstocked(counts, rows, tally)) else {}
         tally.raise_if_short()
-        writer.send(plan)
-        tally.add(plan, location, existing, new_items)
-        tally.raise_if_short()
+        for start in range(0, len(unstocked), SNAPSHOT_PG_CHUNK):
+            plan = _plan_new(unstocked[start : start + SNAPSHOT_PG_CHUNK], counts, new_items)
+            writer.send(plan)
+            tally.add(plan)
+        tally.name(location, rows, new_items)
         writer.finish()
 
 
 def _snapshot_generic(location: Location, counts: dict, actor: Actor, reference: str, tally: _SnapshotTally) -> None:
     """SQLite (and any other database): the same plan, written in VALUES batches."""
-    locked = stock_for_update(location=location).values_list(
-        "item__sku", "item_id", "id", "on_hand", "reserved", "safety_stock"
+    rows = list(
+        stock_for_update(location=location).values_list(
+            "item__sku", "item_id", "id", "on_hand", "reserved", "safety_stock"
+        )
     )
-    existing = {row[0]: row for row in locked}
-    new_items = _new_item_ids(counts, existing)
-    plan = _snapshot_plan(counts.items(), existing, new_items, tally.short)
-    if tally.full:
-        _snapshot_plan_omitted(plan, counts, existing, tally.short)
+    stocked = _plan_stocked(rows, counts, tally)
+    new_items = _new_item_ids(unstocked) if (unstocked := _unstocked(counts, rows, tally)) else {}
     tally.raise_if_short()
-    tally.add(plan, location, existing, new_items)
-    _snapshot_write_generic(location.pk, plan, timezone.now(), reference, actor)
+    now = timezone.now()
+    for plan in (stocked, _plan_new(unstocked, counts, new_items)):
+        tally.add(plan)
+        _snapshot_write_generic(location.pk, plan, now, reference, actor)
+    tally.name(location, rows, new_items)
 
 
 def _snapshot_write_generic(location_id: int, plan: _SnapshotPlan, now, reference: str, actor: Actor) -> None:

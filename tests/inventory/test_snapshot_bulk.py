@@ -15,7 +15,7 @@ from inventory.models import Item, Stock, StockMovement
 from inventory.selectors import ledger_mismatches
 from inventory.services import SNAPSHOT_CHUNK, stock_snapshot
 from oms.actor import Actor
-from oms.errors import Conflict
+from oms.errors import Conflict, ValidationFailed
 from tests.factories import LocationFactory
 
 ACTOR = Actor.system("test")
@@ -62,8 +62,9 @@ def test_second_snapshot_changes_every_row(many):
 
 @pytest.mark.postgres
 def test_set_based_statements_on_postgres(many):
-    """The PostgreSQL path itself (also run by the test above there): SKUs, locked rows, one
-    UPDATE, one stock INSERT and one ledger INSERT, each fed by arrays, whatever the size."""
+    """The PostgreSQL path itself (also run by the test above there): the locked rows, then per
+    chunk of them one UPDATE and one ledger INSERT; then SKUs the location lacks, their stock
+    INSERT and ledger INSERT; each statement fed by arrays, whatever the size."""
     stock_snapshot(location=many, counts={"S-00001": (3, 1), "S-00002": (4, 0)}, actor=ACTOR, full=False)
     with CaptureQueriesContext(connection) as queries:
         stock_snapshot(
@@ -77,6 +78,7 @@ def test_set_based_statements_on_postgres(many):
     writes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("UPDATE", "INSERT INTO inventory_"))]
     assert [w.split(" (")[0].split(" SET")[0] for w in writes] == [
         "UPDATE inventory_stock",
+        "INSERT INTO inventory_stockmovement",
         "INSERT INTO inventory_stock",
         "INSERT INTO inventory_stockmovement",
     ]
@@ -171,3 +173,31 @@ def test_postgres_without_the_privilege_keeps_the_triggers(many, monkeypatch):
     assert not [q for q in queries.captured_queries if "FOR KEY SHARE) AS i" in q["sql"]]
     assert counts(many) == {"S-00001": (3, 0), "S-00002": (5, 1)}
     assert ledger_mismatches() == []
+
+
+@pytest.mark.postgres
+def test_postgres_chunks_and_late_errors_roll_back(many, monkeypatch):
+    """Chunked writes (small chunks here): a second count crossing many chunks comes out exact,
+    and a short row or an unknown SKU found after earlier chunks were sent leaves nothing
+    written."""
+    monkeypatch.setattr(services, "SNAPSHOT_PG_CHUNK", 300)
+    stock_snapshot(location=many, counts={f"S-{i:05d}": (i % 7 + 1, 2) for i in range(N - 100)}, actor=ACTOR)
+    second = {f"S-{i:05d}": (i % 5 + 3, None) for i in range(100, N)}  # 100 left out, 100 new
+    with CaptureQueriesContext(connection) as queries:
+        result = stock_snapshot(location=many, counts=second, actor=ACTOR, reference="chunks")
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE inventory_stock")]
+    assert len(updates) == -(-(N - 100) // 300)
+    assert (result.created, result.zeroed) == (100, 100)
+    expected = {f"S-{i:05d}": (i % 5 + 3, 2 if i < N - 100 else 0) for i in range(100, N)}
+    expected.update({f"S-{i:05d}": (0, 2) for i in range(100)})
+    assert counts(many) == expected
+    assert ledger_mismatches() == []
+
+    reserved_late = Stock.objects.get(location=many, item__sku=f"S-{N - 200:05d}")
+    Stock.objects.filter(pk=reserved_late.pk).update(reserved=3)
+    before = (counts(many), StockMovement.objects.count())
+    with pytest.raises(Conflict):
+        stock_snapshot(location=many, counts={**second, f"S-{N - 200:05d}": (1, None)}, actor=ACTOR)
+    with pytest.raises(ValidationFailed):
+        stock_snapshot(location=many, counts={**second, "NOPE": (1, None)}, actor=ACTOR)
+    assert (counts(many), StockMovement.objects.count()) == before

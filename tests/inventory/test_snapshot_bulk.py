@@ -136,7 +136,7 @@ def test_postgres_inserts_run_without_per_row_foreign_key_triggers(many, make_ke
         assert result.created == 2
         sql = [q["sql"] for q in queries.captured_queries]
         assert "SET LOCAL session_replication_role = replica" in sql
-        assert any("FOR KEY SHARE" in q and "inventory_item" in q for q in sql)
+        assert any("FOR KEY SHARE" in q and "oms_apikey" in q for q in sql)
         with connection.cursor() as cursor:
             cursor.execute("SHOW session_replication_role")
             assert cursor.fetchone()[0] == "origin"
@@ -148,15 +148,21 @@ def test_postgres_inserts_run_without_per_row_foreign_key_triggers(many, make_ke
 
 
 @pytest.mark.postgres
-def test_postgres_item_gone_before_commit_is_a_conflict(many, monkeypatch):
-    """An item deleted between the SKU look-up and the insert (simulated with an id that does
-    not exist): the set lock finds fewer items than rows, so nothing is written."""
-    real = services._item_ids
-    monkeypatch.setattr(services, "_item_ids", lambda skus: {**real(skus), "S-00002": 10**12})
-    with pytest.raises(Conflict, match="deleted meanwhile"):
-        stock_snapshot(location=many, counts={"S-00001": (3, None), "S-00002": (1, None)}, actor=ACTOR)
-    assert counts(many) == {}
-    assert not StockMovement.objects.exists()
+def test_postgres_new_items_are_locked_as_they_are_found(many):
+    """The SKU look-up for new stock rows KEY SHARE-locks the items it finds (what the skipped
+    foreign-key checks would have done), so the ids it returns cannot vanish before commit;
+    an item already gone is an unknown SKU and nothing is written."""
+    with CaptureQueriesContext(connection) as queries:
+        stock_snapshot(location=many, counts={"S-00001": (3, None)}, actor=ACTOR, full=False)
+    (lookup,) = [
+        q["sql"] for q in queries.captured_queries if "JOIN unnest" in q["sql"] and "inventory_item" in q["sql"]
+    ]
+    assert lookup.endswith("FOR KEY SHARE OF i")
+    Item.objects.filter(sku="S-00002").delete()
+    with pytest.raises(ValidationFailed, match="S-00002"):
+        stock_snapshot(location=many, counts={"S-00001": (4, None), "S-00002": (1, None)}, actor=ACTOR)
+    assert counts(many) == {"S-00001": (3, 0)}
+    assert StockMovement.objects.count() == 1
 
 
 @pytest.mark.postgres
@@ -170,7 +176,6 @@ def test_postgres_without_the_privilege_keeps_the_triggers(many, monkeypatch):
         result = stock_snapshot(location=many, counts={"S-00001": (3, None), "S-00002": (5, 1)}, actor=ACTOR)
     assert result.created == 2
     assert not [q for q in queries.captured_queries if "session_replication_role = replica" in q["sql"]]
-    assert not [q for q in queries.captured_queries if "FOR KEY SHARE) AS i" in q["sql"]]
     assert counts(many) == {"S-00001": (3, 0), "S-00002": (5, 1)}
     assert ledger_mismatches() == []
 

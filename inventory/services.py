@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -426,6 +426,16 @@ class SnapshotResult:
     zeroed: int = 0
 
 
+@dataclass
+class SnapshotCount:
+    """One location's count: {sku: (on_hand, safety_stock | None)}, whether SKUs left out count
+    as zero, and the reference its ledger rows carry."""
+
+    counts: dict[str, tuple[int, int | None]]
+    full: bool = True
+    reference: str = ""
+
+
 SNAPSHOT_CHUNK = 2000
 
 
@@ -497,13 +507,18 @@ class _SnapshotTally:
     """What the plans of one snapshot add up to: the result, the SKUs found short, and what to
     publish once it commits."""
 
-    result: SnapshotResult
-    full: bool
+    result: SnapshotResult = field(default_factory=SnapshotResult)
+    full: bool = True
     short: list[str] = field(default_factory=list)
     matched: int = 0  # counted SKUs the location already stocks
     ledger_items: list[int] = field(default_factory=list)
     arrived: set[int] = field(default_factory=set)
     known: _Known = field(default_factory=_Known)
+
+    def read(self, read: Callable[[], SnapshotCount]) -> SnapshotCount:
+        count = read()
+        self.full, self.result.rows = count.full, len(count.counts)
+        return count
 
     def add(self, plan: _SnapshotPlan) -> None:
         self.result.zeroed += plan.zeroed
@@ -711,10 +726,13 @@ class _SnapshotWriter:
             self.cursor.execute("SELECT set_config('session_replication_role', %s, true)", [self.restore_role])
 
 
-def _snapshot_postgres(location: Location, counts: dict, actor: Actor, reference: str, tally: _SnapshotTally) -> None:
-    """Lock, read, plan and write in one pipeline, chunk by chunk: Python waits only for the
-    locked rows and new SKUs' ids, and plans the next chunk while the server writes the last.
-    A short or unknown SKU found after some chunks went out rolls them back with the rest."""
+def _snapshot_postgres(
+    location: Location, read: Callable[[], SnapshotCount], actor: Actor, tally: _SnapshotTally
+) -> None:
+    """Lock, read, plan and write in one pipeline, chunk by chunk: Python reads the count while
+    the server locks the rows, waits only for the locked rows and new SKUs' ids, and plans the
+    next chunk while the server writes the last. A short or unknown SKU found after some
+    chunks went out rolls them back with the rest."""
     connection.ensure_connection()
     granted = (
         " OR has_parameter_privilege('session_replication_role', 'SET')" if connection.pg_version >= 150000 else ""
@@ -731,11 +749,13 @@ def _snapshot_postgres(location: Location, counts: dict, actor: Actor, reference
         parents.execute(parents_sql, [location.pk, actor.user_id, actor.api_key_id])
         locked.execute("SET LOCAL work_mem = '64MB'")  # the pk sort of 50,000 rows in memory
         locked.execute(_SNAPSHOT_LOCK_SQL, [location.pk])
+        count = tally.read(read)
+        counts = count.counts
         restore_role, may_skip = role.fetchone()
         parents_locked = parents.fetchone()[0] == 1 + (actor.user_id is not None) + (actor.api_key_id is not None)
         rows = locked.fetchall()
         writer = _SnapshotWriter(
-            location.pk, reference, actor, skip_fk_triggers=may_skip and parents_locked, restore_role=restore_role
+            location.pk, count.reference, actor, skip_fk_triggers=may_skip and parents_locked, restore_role=restore_role
         )
         for start in range(0, len(rows), SNAPSHOT_PG_CHUNK):
             plan = _plan_stocked(rows[start : start + SNAPSHOT_PG_CHUNK], counts, tally)
@@ -752,8 +772,12 @@ def _snapshot_postgres(location: Location, counts: dict, actor: Actor, reference
         writer.finish()
 
 
-def _snapshot_generic(location: Location, counts: dict, actor: Actor, reference: str, tally: _SnapshotTally) -> None:
+def _snapshot_generic(
+    location: Location, read: Callable[[], SnapshotCount], actor: Actor, tally: _SnapshotTally
+) -> None:
     """SQLite (and any other database): the same plan, written in VALUES batches."""
+    count = tally.read(read)
+    counts = count.counts
     rows = list(
         stock_for_update(location=location).values_list(
             "item__sku", "item_id", "id", "on_hand", "reserved", "safety_stock"
@@ -765,7 +789,7 @@ def _snapshot_generic(location: Location, counts: dict, actor: Actor, reference:
     now = timezone.now()
     for plan in (stocked, _plan_new(unstocked, counts, new_items)):
         tally.add(plan)
-        _snapshot_write_generic(location.pk, plan, now, reference, actor)
+        _snapshot_write_generic(location.pk, plan, now, count.reference, actor)
     tally.name(location, rows, new_items)
 
 
@@ -814,10 +838,11 @@ def _snapshot_write_generic(location_id: int, plan: _SnapshotPlan, now, referenc
 def stock_snapshot(
     *,
     location: Location,
-    counts: dict[str, tuple[int, int | None]],
     actor: Actor,
+    counts: dict[str, tuple[int, int | None]] | None = None,
     reference: str = "",
     full: bool = True,
+    read: Callable[[], SnapshotCount] | None = None,
 ) -> SnapshotResult:
     """Replace one location's stock with a full count: {sku: (on_hand, safety_stock|None)}.
 
@@ -826,13 +851,23 @@ def stock_snapshot(
     The location's stock rows are locked (in pk order) before they are compared, so the
     deltas written to the ledger are exact whatever reserves run concurrently. Unknown SKUs
     (400) and counts below reserved (409) change nothing.
+
+    Instead of counts, full and reference, a caller may pass `read`, which returns them: on
+    PostgreSQL it is called while the server locks the location's rows, so the API parses a
+    large body meanwhile; whatever it raises rolls the transaction back.
     """
-    tally = _SnapshotTally(SnapshotResult(rows=len(counts)), full)
+    if read is None:
+        count = SnapshotCount(counts or {}, full, reference)
+
+        def read() -> SnapshotCount:
+            return count
+
+    tally = _SnapshotTally()
     with transaction.atomic():
         if connection.vendor == "postgresql":
-            _snapshot_postgres(location, counts, actor, reference, tally)
+            _snapshot_postgres(location, read, actor, tally)
         else:
-            _snapshot_generic(location, counts, actor, reference, tally)
+            _snapshot_generic(location, read, actor, tally)
         _publish_changes({location.pk: tally.ledger_items}, cause="snapshot", known=tally.known)
         _stock_arrived(tally.arrived)
     return tally.result

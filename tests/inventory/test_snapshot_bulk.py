@@ -206,3 +206,31 @@ def test_postgres_chunks_and_late_errors_roll_back(many, monkeypatch):
     with pytest.raises(ValidationFailed):
         stock_snapshot(location=many, counts={**second, "NOPE": (1, None)}, actor=ACTOR)
     assert (counts(many), StockMovement.objects.count()) == before
+
+
+def test_read_runs_inside_the_snapshot_and_its_errors_change_nothing(many):
+    """`read` (the API's body parser) is called once the location's rows are being locked; what
+    it raises rolls everything back, and what it returns is the count."""
+    stock_snapshot(location=many, counts={"S-00001": (3, None), "S-00002": (4, None)}, actor=ACTOR)
+    seen = []
+
+    def bad():
+        seen.append([q["sql"] for q in connection.queries if "FOR UPDATE" in q["sql"]])
+        raise ValidationFailed("bad body", fields={"rows": "bad"})
+
+    with CaptureQueriesContext(connection), pytest.raises(ValidationFailed):
+        stock_snapshot(location=many, actor=ACTOR, read=bad)
+    assert len(seen) == 1 and (seen[0] or not settings.IS_POSTGRES)  # PostgreSQL: lock already sent
+    assert counts(many) == {"S-00001": (3, 0), "S-00002": (4, 0)}
+    result = stock_snapshot(
+        location=many,
+        actor=ACTOR,
+        read=lambda: services.SnapshotCount({"S-00001": (5, 1)}, full=True, reference="read"),
+    )
+    assert (result.rows, result.changed, result.zeroed) == (1, 1, 1)
+    assert counts(many) == {"S-00001": (5, 1), "S-00002": (0, 0)}
+    assert set(StockMovement.objects.filter(reference="read").values_list("item__sku", flat=True)) == {
+        "S-00001",
+        "S-00002",
+    }
+    assert ledger_mismatches() == []

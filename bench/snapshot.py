@@ -61,10 +61,10 @@ def main() -> None:
     print(f"machine: {machine()}")
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT name, setting, unit FROM pg_settings WHERE name = ANY(%s) ORDER BY name",
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s) ORDER BY name",
             [list(PG_SETTINGS)],
         )
-        shown = ", ".join(f"{name}={setting}{'' if unit is None else ' ' + unit}" for name, setting, unit in cursor)
+        shown = ", ".join(f"{name}={value}" for name, value in cursor)
         print(f"postgresql: {shown}")
 
     def backend() -> tuple[int, float]:

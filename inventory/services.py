@@ -647,8 +647,8 @@ class _SnapshotWriter:
     stock rows, 50,000 (0.2 s) for ledger rows written by an API key. Here the parents are
     locked as sets instead (the location and actor rows up front, checked before anything is
     inserted; the new stock rows' items as `_item_ids` finds them), which gives the same
-    guarantee, and the inserts run with `session_replication_role = replica`, which fires no
-    triggers. That takes a superuser or, on PostgreSQL 15+, `GRANT SET ON PARAMETER
+    guarantee, and the snapshot's writes (its UPDATEs and INSERTs, nothing else) run with
+    `session_replication_role = replica`, which fires no triggers. That takes a superuser or, on PostgreSQL 15+, `GRANT SET ON PARAMETER
     session_replication_role TO <app role>`; without it the triggers run as usual."""
 
     def __init__(self, location_id: int, reference: str, actor: Actor, *, skip_fk_triggers: bool, restore_role: str):

@@ -8,13 +8,16 @@ Each round resets that location (its stock and ledger rows), then times
     in which every count changed (50,000 updates), each with one ledger row per change;
   * PUT /api/v1/inventory/locations/bench-snap/snapshot/ through django.test.Client with a
     50,000-row JSON body (encoded before the clock starts): create, then every count changed.
-Prints rows/s per step and round, and the median. Run bench/seed_large.py first (API key).
+Prints rows/s per step and round, the CPU each step took in this process and in its PostgreSQL
+backend (from /proc: the server must run on this machine), the medians, and the server settings
+that matter here. Run bench/seed_large.py first (API key).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -27,6 +30,16 @@ from _common import machine, read_key, require_postgres_url, setup_django  # noq
 
 SNAP_LOCATION = "bench-snap"
 SNAP_SKU = "SNAP-{:05d}"
+PG_SETTINGS = (
+    "autovacuum",
+    "checkpoint_timeout",
+    "jit",
+    "max_wal_size",
+    "shared_buffers",
+    "synchronous_commit",
+    "wal_buffers",
+    "work_mem",
+)
 
 
 def main() -> None:
@@ -47,8 +60,26 @@ def main() -> None:
     print(f"== snapshot benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {args.rows:,} rows ==")
     print(f"machine: {machine()}")
     with connection.cursor() as cursor:
-        cursor.execute("SHOW autovacuum")
-        print(f"postgresql autovacuum: {cursor.fetchone()[0]}")
+        cursor.execute(
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s) ORDER BY name",
+            [list(PG_SETTINGS)],
+        )
+        shown = ", ".join(f"{name}={value}" for name, value in cursor)
+        print(f"postgresql: {shown}")
+
+    def backend() -> tuple[int, float]:
+        """This connection's PostgreSQL backend and the CPU seconds it has used (NaN if the
+        server is not on this machine)."""
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            pid = cursor.fetchone()[0]
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return pid, float("nan")
+        return pid, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     skus = [SNAP_SKU.format(i) for i in range(1, args.rows + 1)]
     have = set(Item.objects.filter(sku__in=skus).values_list("sku", flat=True))
     if len(have) < len(skus):
@@ -87,47 +118,60 @@ def main() -> None:
         return json.dumps({"rows": rows, "reference": reference})
 
     results: dict[str, list[float]] = {}
+    cpu: dict[str, list[tuple[float, float]]] = {}
+    step: dict[str, float] = {}
 
-    def record(label: str, seconds: float, detail: str) -> None:
+    def start() -> None:
+        pid, pg = backend()
+        step.update(pid=pid, pg=pg, py=time.process_time(), t=time.perf_counter())
+
+    def record(label: str, detail: str) -> None:
+        seconds = time.perf_counter() - step["t"]
+        py = time.process_time() - step["py"]
+        pid, pg = backend()
+        pg = pg - step["pg"] if pid == step["pid"] else float("nan")  # NaN: the connection changed
         rate = args.rows / seconds
         results.setdefault(label, []).append(rate)
-        print(f"  {label:<38} {seconds * 1000:8.0f} ms  {rate:9,.0f} rows/s  ({detail})")
+        cpu.setdefault(label, []).append((py, pg))
+        print(
+            f"  {label:<38} {seconds * 1000:8.0f} ms  {rate:9,.0f} rows/s  "
+            f"cpu: python {py * 1000:4.0f} ms, postgresql {pg * 1000:4.0f} ms  ({detail})"
+        )
 
     for round_no in range(1, args.rounds + 1):
         print(f"round {round_no}")
         first, second = counts_pair()
 
         reset()
-        t0 = time.perf_counter()
+        start()
         r = stock_snapshot(location=location, counts=first, actor=actor, reference=f"s{round_no}a")
-        record("service: first import (create)", time.perf_counter() - t0, f"created={r.created}")
+        record("service: first import (create)", f"created={r.created}")
         assert r.created == args.rows, r
-        t0 = time.perf_counter()
+        start()
         r = stock_snapshot(location=location, counts=second, actor=actor, reference=f"s{round_no}b")
-        dt = time.perf_counter() - t0
-        record("service: second import (all changed)", dt, f"changed={r.changed}")
+        record("service: second import (all changed)", f"changed={r.changed}")
         assert r.changed == args.rows, r
 
         reset()
         payload_a, payload_b = body(first, f"http-{round_no}a"), body(second, f"http-{round_no}b")
-        t0 = time.perf_counter()
+        start()
         resp = client.put(url, data=payload_a, content_type="application/json")
-        dt = time.perf_counter() - t0
         assert resp.status_code == 200, resp.content[:500]
         record(
-            "HTTP PUT: first import (create)",
-            dt,
-            f"created={resp.json()['created']}, body {len(payload_a) / 1e6:.1f} MB",
+            "HTTP PUT: first import (create)", f"created={resp.json()['created']}, body {len(payload_a) / 1e6:.1f} MB"
         )
-        t0 = time.perf_counter()
+        start()
         resp = client.put(url, data=payload_b, content_type="application/json")
-        dt = time.perf_counter() - t0
         assert resp.status_code == 200, resp.content[:500]
-        record("HTTP PUT: second import (all changed)", dt, f"changed={resp.json()['changed']}")
+        record("HTTP PUT: second import (all changed)", f"changed={resp.json()['changed']}")
 
     print(f"median of {args.rounds} rounds:")
     for label, rates in results.items():
-        print(f"  {label:<38} {statistics.median(rates):9,.0f} rows/s")
+        py = statistics.median(c[0] for c in cpu[label]) * 1000
+        pg = statistics.median(c[1] for c in cpu[label]) * 1000
+        print(
+            f"  {label:<38} {statistics.median(rates):9,.0f} rows/s  cpu: python {py:4.0f} ms, postgresql {pg:4.0f} ms"
+        )
     print(f"machine at the end: {machine()}")
 
 

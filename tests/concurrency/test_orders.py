@@ -97,3 +97,38 @@ def test_concurrent_duplicates_of_one_channel_order_make_one_order(http_server, 
     statuses = Counter(status for status, _ in results)
     assert statuses == {201: 1, 409: 15}, statuses
     assert Order.objects.filter(external_id="DUP-1").count() == 1
+
+
+def test_stale_plans_retry_at_another_location_and_give_back_what_they_held(http_server):
+    """Two-SKU orders race for 10 units of LAST spread over two warehouses. A capture whose plan
+    went stale (the preferred warehouse sold out meanwhile) has already reserved PLENTY when LAST
+    is refused: that must be given back before it plans again (no savepoint), so PLENTY's
+    reserved equals what the orders hold, and the ledger agrees."""
+    from orders.models import Allocation
+
+    dc1, dc2 = LocationFactory(code="DC1", priority=10), LocationFactory(code="DC2", priority=20)
+    ChannelFactory(code="web", locations=[dc1, dc2])
+    plenty, last = ItemFactory(sku="PLENTY"), ItemFactory(sku="LAST")
+    for dc in (dc1, dc2):
+        stock(dc, plenty, 1000)
+        stock(dc, last, 5)
+    _, raw = api_key_create(name="shop", scopes="orders:write,orders:read")
+
+    def body(i):
+        lines = [
+            {"sku": "PLENTY", "quantity": 2, "unit_price": "1.00"},
+            {"sku": "LAST", "quantity": 1, "unit_price": "1.00"},
+        ]
+        return order_body(f"S-{i}", lines=lines[:: 1 if i % 2 else -1])
+
+    results = run_threads(48, lambda i: post(http_server, raw, body(i)))
+    statuses = Counter(status for status, _ in results)
+    assert statuses == {201: 10, 409: 38}, statuses
+    held = Counter()
+    for a in Allocation.objects.select_related("line"):
+        held[(a.location_id, a.line.item_id)] += a.quantity
+    for s in Stock.objects.all():
+        assert s.reserved == held[(s.location_id, s.item_id)], (s.location_id, s.item_id, s.reserved)
+    assert sum(Stock.objects.filter(item=plenty).values_list("reserved", flat=True)) == 20
+    assert sum(Stock.objects.filter(item=last).values_list("reserved", flat=True)) == 10
+    assert ledger_mismatches() == []

@@ -107,8 +107,9 @@ _UNDO = "UPDATE inventory_stock SET on_hand = on_hand - %s, reserved = reserved 
 
 def _update_counters(cursor, movements: list[_Movement], now) -> list[tuple[int, int] | None]:
     """Conditional updates of the movements' rows, locked in stock-pk order: per movement,
-    (on_hand, reserved) after it, or None where it was rejected. On PostgreSQL one statement (rows locked
-    by id first, so concurrent multi-row reserves never deadlock), elsewhere one per row."""
+    (on_hand, reserved) after it, or None where it was rejected. On PostgreSQL one statement
+    (rows locked by id first, so concurrent multi-row reserves never deadlock), elsewhere one
+    per row."""
     ids = [m.stock_id for m in movements]
     if connection.vendor == "postgresql" and len(movements) > 1 and len(set(ids)) == len(ids):
         cursor.execute(

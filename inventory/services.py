@@ -701,8 +701,9 @@ class _SnapshotWriter:
     locked as sets instead (the location and actor rows up front, checked before anything is
     inserted; the new stock rows' items as `_item_ids` finds them), which gives the same
     guarantee, and the snapshot's writes (its UPDATEs and INSERTs, nothing else) run with
-    `session_replication_role = replica`, which fires no triggers. That takes a superuser or, on PostgreSQL 15+, `GRANT SET ON PARAMETER
-    session_replication_role TO <app role>`; without it the triggers run as usual."""
+    `session_replication_role = replica`, which fires no triggers. That takes a superuser or,
+    on PostgreSQL 15+, `GRANT SET ON PARAMETER session_replication_role TO <app role>`;
+    without it the triggers run as usual."""
 
     def __init__(self, location_id: int, reference: str, actor: Actor, *, skip_fk_triggers: bool, restore_role: str):
         self.location_id = location_id

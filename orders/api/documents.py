@@ -159,11 +159,15 @@ def line_document(line) -> dict:
         "unit_price": _decimal(line.unit_price),
         "discount_amount": _decimal(line.discount_amount),
         "tax_amount": _decimal(line.tax_amount),
-        "allocations": [
-            {"location": a.location.code, "quantity": a.quantity, "provisional": a.provisional}
-            for a in line.allocations.all()
-        ],
+        "allocations": allocations_brief(line),
     }
+
+
+def allocations_brief(line) -> list[dict]:
+    return [
+        {"location": a.location.code, "quantity": a.quantity, "provisional": a.provisional}
+        for a in line.allocations.all()
+    ]
 
 
 def payment_document(p) -> dict:
@@ -255,12 +259,12 @@ def shipment_brief(s, tz) -> dict:
     """ShipmentSerializer's fields (ShipmentDetailSerializer keeps DRF's generic path)."""
     return {
         "id": s.pk,
-        "carrier": _choice(SHIPMENT_CARRIER, s.carrier) if SHIPMENT_CARRIER else s.carrier,
+        "carrier": _choice(SHIPMENT_CARRIER, s.carrier),
         "service": s.service,
         "tracking_number": s.tracking_number,
         "tracking_status": _choice(SHIPMENT_TRACKING, s.tracking_status),
         "reference": s.reference,
-        "label_format": _choice(SHIPMENT_LABEL_FORMAT, s.label_format) if SHIPMENT_LABEL_FORMAT else s.label_format,
+        "label_format": _choice(SHIPMENT_LABEL_FORMAT, s.label_format),
         "label_url": f"/api/v1/shipments/{s.pk}/label/" if s.has_label else None,
         "label_cost": _decimal(s.label_cost, LABEL_COST),
         "label_currency": s.label_currency,

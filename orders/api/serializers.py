@@ -151,7 +151,7 @@ class LineSerializer(BuiltOnce, serializers.ModelSerializer):
         ]
 
     def get_allocations(self, line) -> list[dict]:
-        return documents.line_document(line)["allocations"]
+        return documents.allocations_brief(line)
 
     def to_representation(self, line):
         # The declared fields are the schema; documents.py writes them without DRF's field walk.

@@ -325,6 +325,9 @@ def seed() -> str:
         with connection.cursor() as cursor:
             cursor.execute("VACUUM (ANALYZE) inventory_stock")
             cursor.execute("VACUUM (ANALYZE) inventory_stockmovement")
+            # Every table, as autovacuum would have by the time a real shop takes orders: left at
+            # the default estimates, the plans join the whole catalogue (2.3 → 0.8 ms per plan).
+            cursor.execute("ANALYZE")
     print(
         f"seed: channel {CHANNEL} with {channel.locations.count()} locations, {len(skus):,} SKUs, "
         f"{UNITS:,} units each per location ({loaded} location(s) loaded now, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -230,10 +230,11 @@ def _publish_changes(by_location: dict[int, Collection[int]], *, cause: str, kno
         return
     atp_cache.stock_changed(item_ids)
     named = item_ids if len(item_ids) <= EVENT_SKU_LIMIT else set(list(item_ids)[:EVENT_SKU_LIMIT])
-    if known is not None and by_location.keys() <= known.codes.keys() and named <= known.skus.keys():
-        locations, skus = known.codes, known.skus
-    else:
+    known = known or _Known()
+    locations, skus = known.codes, known.skus
+    if not by_location.keys() <= locations.keys():
         locations = dict(Location.objects.filter(id__in=by_location).values_list("id", "code"))
+    if not named <= skus.keys():
         skus = dict(Item.objects.filter(id__in=named).values_list("id", "sku"))
     changes = {
         locations[loc]: sorted({skus[i] for i in items if i in named and i in skus})
@@ -1057,16 +1058,14 @@ def _plan_in_channel(
             "safety_stock",
             "id",
             "location__code",
-            "item__sku",
         ),
         list(wanted),
     )
     candidates: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
-    for item_id, loc_id, priority, capabilities, on_hand, reserved, safety, stock_id, code, sku in rows:
+    for item_id, loc_id, priority, capabilities, on_hand, reserved, safety, stock_id, code in rows:
         if known is not None:
             known.ids[(loc_id, item_id)] = stock_id
             known.codes[loc_id] = code
-            known.skus[item_id] = sku
         available = on_hand - reserved - safety
         if available > 0 and (capability is None or capability in (capabilities or [])):
             candidates[item_id].append((priority, -available, loc_id))
@@ -1094,6 +1093,7 @@ def stock_reserve_in_channel(
     location_ids: Sequence[int] | None = None,
     capability: str | None = None,
     allow_partial: bool = False,
+    skus: Mapping[int, str] | None = None,
 ) -> tuple[list[StockLine], dict[int, int]]:
     """Hold {item_id: quantity} somewhere in the channel's network (or at `location_ids`).
 
@@ -1102,15 +1102,18 @@ def stock_reserve_in_channel(
     plain read, then reserves with conditional updates; if someone took the stock in between,
     it plans again. Expired carts are swept only when the plan comes up short (they are all
     that could make it short for no reason): until then, and until the 30 s beat sweep, an
-    expired cart's units may make a sale come from a less preferred location."""
+    expired cart's units may make a sale come from a less preferred location.
+
+    `skus` ({item id: SKU}, when the caller has them) names the items in the stock event
+    without reading them again."""
     swept = False
     for attempt in range(MAX_PLAN_ATTEMPTS):
-        known = _Known()
+        known = _Known(skus=dict(skus or {}))
         plan, short = _plan_in_channel(channel, wanted, location_ids=location_ids, capability=capability, known=known)
         if short and not swept:
             swept = True
             if release_expired_reservations(item_ids=set(short)):
-                known = _Known()
+                known = _Known(skus=known.skus)
                 plan, short = _plan_in_channel(
                     channel, wanted, location_ids=location_ids, capability=capability, known=known
                 )

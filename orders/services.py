@@ -409,6 +409,7 @@ def _allocate(
             location_ids=[pickup.pk] if pickup else None,
             capability=None if pickup else Capability.SHIP,
             allow_partial=data.allow_backorder,
+            skus={line.item_id: line.sku for line in lines},
         )
         for p in plan:
             held[(p.item_id, p.location_id)] += p.quantity

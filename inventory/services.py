@@ -16,7 +16,7 @@ from django.utils import timezone
 from oms.actor import Actor
 from oms.batching import insert_many
 from oms.errors import Conflict, InsufficientStock, NotFound, ValidationFailed
-from oms.fastsql import insert_objects
+from oms.fastsql import fetch, insert_objects
 from oms.outbox import outbox_enqueue_task, outbox_publish_event
 
 from . import atp_cache
@@ -112,7 +112,7 @@ def _update_counters(cursor, movements: list[_Movement], now) -> list[tuple[int,
     per row."""
     ids = [m.stock_id for m in movements]
     if connection.vendor == "postgresql" and len(movements) > 1 and len(set(ids)) == len(ids):
-        cursor.execute(
+        rows = fetch(
             _UPDATE_MANY,
             [
                 ids,
@@ -123,7 +123,7 @@ def _update_counters(cursor, movements: list[_Movement], now) -> list[tuple[int,
                 now,
             ],
         )
-        found = {pk: (on_hand, reserved) for pk, on_hand, reserved in cursor.fetchall()}
+        found = {pk: (on_hand, reserved) for pk, on_hand, reserved in rows}
         return [found.get(pk) for pk in ids]
     after = []
     for m in movements:

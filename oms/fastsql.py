@@ -11,11 +11,15 @@ its field needs it on this database (plain ints, strings and booleans go as they
 
 from __future__ import annotations
 
+import re
+import weakref
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import psycopg
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connections, models
 
 # Fields whose database value is the Python value itself (given values of the right type).
 _PLAIN = (
@@ -27,21 +31,29 @@ _PLAIN = (
     models.TextField,
 )
 
-_PLANS: dict[tuple, tuple[list[models.Field], list[Callable[[Any], Any] | None], str]] = {}
+Converter = Callable[[Any, Any], Any]  # (value, connection) → the value the driver gets
+_PLANS: dict[tuple, tuple[list[models.Field], list[Converter | None], str]] = {}
 
 
-def _plan(model: type[models.Model], rows: int, suffix: str = "") -> tuple[list[models.Field], list, str]:
-    key = (model, rows, connection.vendor, suffix)
+def _db():
+    # The connection itself: every attribute read through django.db.connection (a proxy) looks
+    # the thread's connection up again, a noticeable part of a capture's CPU.
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _plan(model: type[models.Model], rows: int, suffix: str = "", conn=None) -> tuple[list[models.Field], list, str]:
+    conn = conn or _db()
+    key = (model, rows, conn.vendor, suffix)
     plan = _PLANS.get(key)
     if plan is None:
         fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-        converters: list[Callable[[Any], Any] | None] = []
+        converters: list[Converter | None] = []
         for f in fields:
             plain = isinstance(f, _PLAIN) and not isinstance(f, models.JSONField)
             if isinstance(f, models.ForeignKey):
                 plain = isinstance(f.target_field, _PLAIN)
-            converters.append(None if plain else _converter(f))
-        quote = connection.ops.quote_name
+            converters.append(None if plain else _converter(f, conn.vendor))
+        quote = conn.ops.quote_name
         columns = ", ".join(quote(f.column) for f in fields)
         row = "(" + ", ".join(["%s"] * len(fields)) + ")"
         pk = quote(model._meta.pk.column)
@@ -63,8 +75,16 @@ def _saved_pk(obj: models.Model, field: models.Field) -> Any:
     return related.pk
 
 
-def _converter(field: models.Field) -> Callable[[Any], Any]:
-    return lambda value: field.get_db_prep_save(value, connection)
+def _converter(field: models.Field, vendor: str) -> Converter:
+    """field.get_db_prep_save, with a shortcut for the values capture writes most (what Django
+    would hand the driver unchanged: finite Decimals everywhere, aware UTC datetimes on
+    PostgreSQL)."""
+    prep = field.get_db_prep_save
+    if isinstance(field, models.DecimalField):
+        return lambda value, conn: value if type(value) is Decimal and value.is_finite() else prep(value, conn)
+    if isinstance(field, models.DateTimeField) and vendor == "postgresql":
+        return lambda value, conn: value if type(value) is datetime and value.tzinfo is UTC else prep(value, conn)
+    return prep
 
 
 def insert_objects(objs: Sequence[models.Model]) -> None:
@@ -88,7 +108,8 @@ def insert_unless_conflict(obj: models.Model) -> bool:
 
 
 def _insert(model: type[models.Model], objs: Sequence[models.Model], suffix: str = "") -> int:
-    fields, converters, sql = _plan(model, len(objs), suffix)
+    conn = _db()
+    fields, converters, sql = _plan(model, len(objs), suffix, conn)
     params: list[Any] = []
     append = params.append
     for obj in objs:
@@ -96,15 +117,71 @@ def _insert(model: type[models.Model], objs: Sequence[models.Model], suffix: str
             value = f.pre_save(obj, True)
             if value is None and f.is_relation and f.is_cached(obj):
                 value = _saved_pk(obj, f)
-            append(value if convert is None else convert(value))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        ids = cursor.fetchall()
+            append(value if convert is None else convert(value, conn))
+    ids = fetch(sql, params, conn)
     for obj, (pk,) in zip(objs, ids, strict=False):  # strict unless a conflict skipped the row
         obj.pk = pk
         obj._state.adding = False
-        obj._state.db = connection.alias
+        obj._state.db = conn.alias
     return len(ids)
+
+
+# --- Statements on a kept psycopg cursor (PostgreSQL) -------------------------------------------
+
+# psycopg connection → {statement: its RawCursor}: psycopg keeps a cursor's adapters only while
+# the same statement runs on it again.
+_CURSORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_DOLLARS: dict[str, str] = {}  # "… %s …" → "… $1 …"
+_MARK = re.compile(r"%s")
+
+
+def _dollars(sql: str) -> str:
+    converted = _DOLLARS.get(sql)
+    if converted is None:
+        if "%%" in sql or "%(" in sql:
+            raise ValueError("fastsql.fetch takes plain %s placeholders only")
+        numbers = iter(range(1, sql.count("%s") + 1))
+        converted = _MARK.sub(lambda _: f"${next(numbers)}", sql)
+        if len(_DOLLARS) > 2000:
+            _DOLLARS.clear()
+        _DOLLARS[sql] = converted
+    return converted
+
+
+def fetch(sql: str, params: Sequence[Any], conn=None, *, rows: bool = True) -> list[tuple]:
+    """Run one statement (`%s` placeholders) and return its rows (`rows=False`: none).
+
+    On PostgreSQL it goes through a psycopg cursor kept per connection and statement, with the
+    statement already in PostgreSQL's `$n` form: a new Django cursor per statement would build
+    a new psycopg cursor, adapter map, parsed query and set of dumpers each time. Django's
+    query log (tests, debug), its error wrapping and its broken-transaction check still
+    apply."""
+    conn = conn or _db()
+    if conn.vendor != "postgresql":
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if rows else []
+    return run_raw(_dollars(sql), params, conn, rows=rows)
+
+
+def run_raw(sql: str, params: Sequence[Any], conn, *, rows: bool = True) -> list[tuple]:
+    """PostgreSQL: run a `$n` statement on the connection's psycopg cursor for it."""
+    if conn.queries_logged:
+        conn.queries_log.append({"sql": sql, "time": "0.000"})
+    conn.ensure_connection()
+    conn.validate_no_broken_transaction()
+    raw = conn.connection
+    kept = _CURSORS.get(raw)
+    if kept is None:
+        kept = _CURSORS[raw] = {}
+    cursor = kept.get(sql)
+    if cursor is None or cursor.closed:
+        if len(kept) > 200:  # statements vary in shape (row counts): keep the common ones
+            kept.clear()
+        cursor = kept[sql] = psycopg.RawCursor(raw)
+    with conn.wrap_database_errors:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if rows else []
 
 
 def insert_groups(groups: Sequence[Sequence[models.Model]]) -> None:
@@ -117,8 +194,9 @@ def insert_groups(groups: Sequence[Sequence[models.Model]]) -> None:
     groups = [g for g in groups if g]
     if not groups:
         return
+    conn = _db()
     params_total = sum(len(g) * len(type(g[0])._meta.concrete_fields) for g in groups)
-    if connection.vendor != "postgresql" or len(groups) == 1 or params_total > MAX_PARAMS:
+    if conn.vendor != "postgresql" or len(groups) == 1 or params_total > MAX_PARAMS:
         for group in groups:
             insert_objects(group)
         return
@@ -126,7 +204,7 @@ def insert_groups(groups: Sequence[Sequence[models.Model]]) -> None:
     params, linked, shape = [], [], []
     for i, group in enumerate(groups):
         model = type(group[0])
-        fields, converters, _ = _plan(model, len(group))
+        fields, converters, _ = _plan(model, len(group), "", conn)
         shape.append((model, len(group)))
         for r, obj in enumerate(group):
             for c, (f, convert) in enumerate(zip(fields, converters, strict=True)):
@@ -139,20 +217,14 @@ def insert_groups(groups: Sequence[Sequence[models.Model]]) -> None:
                         shape.append((i, r, c, j, k))
                         continue
                     value = _saved_pk(obj, f)
-                params.append(value if convert is None else convert(value))
+                params.append(value if convert is None else convert(value, conn))
     key = tuple(shape)
     sql = _GROUP_SQL.get(key)
     if sql is None:
-        sql = _GROUP_SQL[key] = _group_sql(groups, shape)
-    # psycopg's own cursor with PostgreSQL's $n placeholders: the statement is too long for
-    # psycopg's cache of parsed queries, and parsing it again on every capture costs more than
-    # running it. Django's query log (tests, debug) still sees it.
-    if connection.queries_logged:
-        connection.queries_log.append({"sql": sql, "time": "0.000"})
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.RawCursor(connection.connection) as cursor:
-        cursor.execute(sql, params)
-        returned = cursor.fetchall()
+        sql = _GROUP_SQL[key] = _group_sql(groups, shape, conn)
+    # Written with PostgreSQL's $n placeholders: the statement is too long for psycopg's cache
+    # of parsed queries, and parsing it again on every capture costs more than running it.
+    returned = run_raw(sql, params, conn)
     ids: list[list[int]] = [[] for _ in groups]
     for i, pk in returned:
         ids[i].append(pk)
@@ -160,7 +232,7 @@ def insert_groups(groups: Sequence[Sequence[models.Model]]) -> None:
         for obj, pk in zip(group, sorted(group_ids), strict=True):
             obj.pk = pk
             obj._state.adding = False
-            obj._state.db = connection.alias
+            obj._state.db = conn.alias
     for obj, f, related in linked:  # FKs written as subqueries: the ids they found
         setattr(obj, f.name, related)
 
@@ -168,18 +240,18 @@ def insert_groups(groups: Sequence[Sequence[models.Model]]) -> None:
 _GROUP_SQL: dict[tuple, str] = {}
 
 
-def _group_sql(groups: Sequence[Sequence[models.Model]], shape: list[tuple]) -> str:
+def _group_sql(groups: Sequence[Sequence[models.Model]], shape: list[tuple], conn) -> str:
     """The statement for one shape of insert_groups: `shape` lists each group's (model, rows)
     and, where a foreign key points into an earlier group, (group, row, column, that group,
     its row)."""
     if len(_GROUP_SQL) > 500:
         _GROUP_SQL.clear()
     refs = {x[:3]: x[3:] for x in shape if len(x) == 5}
-    quote = connection.ops.quote_name
+    quote = conn.ops.quote_name
     ctes, number = [], 0
     for i, group in enumerate(groups):
         model = type(group[0])
-        fields, _, _ = _plan(model, len(group))
+        fields, _, _ = _plan(model, len(group), "", conn)
         rows = []
         for r in range(len(group)):
             marks = []

@@ -13,13 +13,12 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
 from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework.response import Response
 
 from .api.errors import envelope
-from .fastsql import insert_unless_conflict
+from .fastsql import fetch, insert_unless_conflict
 from .models import IdempotencyRecord
 
 WAIT_SECONDS = 15.0
@@ -86,17 +85,17 @@ def idempotent(handler):
             raise
         view.finalize_response(request, response, *args, **kwargs)
         response.render()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _FINISH_SQL,
-                [
-                    IdempotencyRecord.State.DONE,
-                    response.status_code,
-                    bytes(response.content),
-                    response.get("Content-Type", "application/json"),
-                    record.pk,
-                ],
-            )
+        fetch(
+            _FINISH_SQL,
+            [
+                IdempotencyRecord.State.DONE,
+                response.status_code,
+                bytes(response.content),
+                response.get("Content-Type", "application/json"),
+                record.pk,
+            ],
+            rows=False,
+        )
         return response
 
     return wrapper

@@ -15,7 +15,7 @@ from decimal import Decimal
 from functools import partial
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
@@ -31,7 +31,7 @@ from inventory.services import (
 from oms.actor import Actor
 from oms.batching import batched_inserts, insert_many
 from oms.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
-from oms.fastsql import insert_unless_conflict
+from oms.fastsql import fetch, insert_unless_conflict
 from oms.local_cache import LocalCache
 from oms.outbox import outbox_enqueue_task, outbox_revive
 
@@ -174,10 +174,7 @@ def _load_items(skus: set[str]) -> dict[str, Item]:
     copy for most SKUs of a large catalogue."""
     skus = sorted(skus)
     sql = f"SELECT {', '.join(_ITEM_COLUMNS)} FROM inventory_item WHERE sku IN ({', '.join(['%s'] * len(skus))})"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, skus)
-        rows = cursor.fetchall()
-    return {row[1]: Item.from_db(connection.alias, _ITEM_COLUMNS, row) for row in rows}
+    return {row[1]: Item.from_db(DEFAULT_DB_ALIAS, _ITEM_COLUMNS, row) for row in fetch(sql, skus)}
 
 
 def _validate_and_price(data: CaptureInput) -> tuple[list[_Priced], dict, Location | None]:
@@ -278,9 +275,7 @@ def _customer(data: CaptureInput) -> tuple[Customer, bool]:
     """The customer by normalised email, created on first order; a name or phone missing on
     file is filled in from the order. Plain statements: capture runs this on every order."""
     email = Customer.normalise_email(data.customer_email)
-    with connection.cursor() as cursor:
-        cursor.execute(_CUSTOMER_SELECT, [email])
-        row = cursor.fetchone()
+    row = next(iter(fetch(_CUSTOMER_SELECT, [email])), None)
     if row is None:
         customer = Customer(
             email=email,
@@ -290,10 +285,8 @@ def _customer(data: CaptureInput) -> tuple[Customer, bool]:
         )
         if insert_unless_conflict(customer):
             return customer, True
-        with connection.cursor() as cursor:  # created by a concurrent order a moment ago
-            cursor.execute(_CUSTOMER_SELECT, [email])
-            row = cursor.fetchone()
-    customer = Customer.from_db(connection.alias, _CUSTOMER_COLUMNS, row)
+        row = fetch(_CUSTOMER_SELECT, [email])[0]  # created by a concurrent order a moment ago
+    customer = Customer.from_db(DEFAULT_DB_ALIAS, _CUSTOMER_COLUMNS, row)
     changed = []
     if data.customer_name and not customer.name:
         customer.name, changed = data.customer_name, [*changed, "name"]

@@ -135,7 +135,8 @@ _DOLLARS: dict[str, str] = {}  # "… %s …" → "… $1 …"
 _MARK = re.compile(r"%s")
 
 
-def _dollars(sql: str) -> str:
+def dollars(sql: str) -> str:
+    """`sql` with PostgreSQL's `$n` placeholders for its `%s` ones (cached)."""
     converted = _DOLLARS.get(sql)
     if converted is None:
         if "%%" in sql or "%(" in sql:
@@ -161,11 +162,12 @@ def fetch(sql: str, params: Sequence[Any], conn=None, *, rows: bool = True) -> l
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall() if rows else []
-    return run_raw(_dollars(sql), params, conn, rows=rows)
+    return run_raw(dollars(sql), params, conn, rows=rows)
 
 
-def run_raw(sql: str, params: Sequence[Any], conn, *, rows: bool = True) -> list[tuple]:
-    """PostgreSQL: run a `$n` statement on the connection's psycopg cursor for it."""
+def run_raw(sql: str, params: Sequence[Any], conn, *, rows: bool = True, prepare: bool | None = None) -> list[tuple]:
+    """PostgreSQL: run a `$n` statement on the connection's psycopg cursor for it (`prepare`:
+    psycopg's, None for the connection's threshold)."""
     if conn.queries_logged:
         conn.queries_log.append({"sql": sql, "time": "0.000"})
     conn.ensure_connection()
@@ -180,7 +182,7 @@ def run_raw(sql: str, params: Sequence[Any], conn, *, rows: bool = True) -> list
             kept.clear()
         cursor = kept[sql] = psycopg.RawCursor(raw)
     with conn.wrap_database_errors:
-        cursor.execute(sql, params)
+        cursor.execute(sql, params, prepare=prepare)
         return cursor.fetchall() if rows else []
 
 

@@ -450,8 +450,6 @@ def order_capture(*, data: CaptureInput, actor: Actor) -> Order:
     with batched_inserts():
         priced, totals, pickup = _validate_and_price(data)
         customer, created = _customer(data)
-        # Asked only when a new-customer hold rule needs it (one query fewer on most captures).
-        returning = None if created else Order.objects.filter(customer=customer)
         order = _create_order(data, customer, totals, pickup)
         order._new_events = []  # orders.events._record appends each event it writes
         lines = [
@@ -507,7 +505,10 @@ def order_capture(*, data: CaptureInput, actor: Actor) -> Order:
         events.order_created(order, actor, backordered=backordered)
         holds = [
             _place_hold(order, hold_type=rule.hold_type, reason=_rule_reason(rule, order), actor=actor, rule=rule)
-            for rule in _matching_rules(order, lambda: returning is None or not returning.exclude(pk=order.pk).exists())
+            # Whether the customer is new is asked only when a new-customer rule needs it.
+            for rule in _matching_rules(
+                order, lambda: created or not Order.objects.filter(customer=customer).exclude(pk=order.pk).exists()
+            )
         ]
         if order.status != OrderStatus.ON_HOLD:  # held orders are not routed
             request_routing(order)

@@ -83,7 +83,10 @@ def test_backordered_pickup_cart_and_no_payment(api, order_body, stocked):
     )
 
 
-BUDGET = {"postgresql": 10, "sqlite": 18}  # statements per capture (new customer, with Idempotency-Key)
+# Statements per capture (new customer, with Idempotency-Key), every one counted: on PostgreSQL
+# the statements fastsql runs on its own psycopg cursors (the channel plan among them) are logged
+# as well.
+BUDGET = {"postgresql": 11, "sqlite": 18}
 
 
 def test_statements_per_capture(api, order_body, stocked):

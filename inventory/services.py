@@ -9,6 +9,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from itertools import chain
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -104,6 +105,32 @@ RETURNING s.id, s.on_hand, s.reserved
 """
 _UNDO = "UPDATE inventory_stock SET on_hand = on_hand - %s, reserved = reserved - %s WHERE id = %s"
 
+# The same statement with the rows spelled out, for the few rows of an order: PostgreSQL's
+# estimates then match every execution, so after five it keeps one generic plan instead of
+# planning each reserve again (0.3-0.5 ms each). Arrays (one statement for any count) above.
+_UPDATE_ROWS = """
+WITH v(id, on_hand, reserved, need) AS (VALUES {rows}),
+     locked AS MATERIALIZED (SELECT id FROM inventory_stock WHERE id IN (SELECT id FROM v) ORDER BY id FOR UPDATE)
+UPDATE inventory_stock s
+   SET on_hand = s.on_hand + v.on_hand, reserved = s.reserved + v.reserved, updated_at = %s
+  FROM v
+ WHERE s.id = v.id AND s.id IN (SELECT id FROM locked)
+   AND s.on_hand + v.on_hand >= s.reserved + v.reserved
+   AND s.reserved + v.reserved >= 0
+   AND (v.need IS NULL OR s.on_hand - s.reserved - s.safety_stock >= v.need)
+RETURNING s.id, s.on_hand, s.reserved
+"""
+_SPELLED_OUT_UP_TO = 16
+_UPDATE_ROWS_SQL: dict[int, str] = {}
+
+
+def _update_rows_sql(count: int) -> str:
+    sql = _UPDATE_ROWS_SQL.get(count)
+    if sql is None:
+        rows = ", ".join(["(%s::bigint, %s::int, %s::int, %s::int)"] + ["(%s, %s, %s, %s)"] * (count - 1))
+        sql = _UPDATE_ROWS_SQL[count] = _UPDATE_ROWS.format(rows=rows)
+    return sql
+
 
 def _update_counters(cursor, movements: list[_Movement], now) -> list[tuple[int, int] | None]:
     """Conditional updates of the movements' rows, locked in stock-pk order: per movement,
@@ -112,18 +139,15 @@ def _update_counters(cursor, movements: list[_Movement], now) -> list[tuple[int,
     per row."""
     ids = [m.stock_id for m in movements]
     if connection.vendor == "postgresql" and len(movements) > 1 and len(set(ids)) == len(ids):
-        rows = fetch(
-            _UPDATE_MANY,
-            [
-                ids,
-                [m.delta_on_hand for m in movements],
-                [m.delta_reserved for m in movements],
-                [m.delta_reserved if m.check_available else None for m in movements],
-                ids,
-                now,
-            ],
-        )
-        found = {pk: (on_hand, reserved) for pk, on_hand, reserved in rows}
+        on_hand = [m.delta_on_hand for m in movements]
+        reserved = [m.delta_reserved for m in movements]
+        needs = [m.delta_reserved if m.check_available else None for m in movements]
+        if len(movements) <= _SPELLED_OUT_UP_TO:
+            sql = _update_rows_sql(len(movements))
+            params = [*chain.from_iterable(zip(ids, on_hand, reserved, needs, strict=True)), now]
+        else:
+            sql, params = _UPDATE_MANY, [ids, on_hand, reserved, needs, ids, now]
+        found = {pk: (after_on_hand, after_reserved) for pk, after_on_hand, after_reserved in fetch(sql, params)}
         return [found.get(pk) for pk in ids]
     after = []
     for m in movements:

@@ -18,7 +18,7 @@ from inventory.services import (
 )
 from oms.actor import Actor
 from oms.errors import Conflict, InsufficientStock
-from tests.factories import stock
+from tests.factories import ItemFactory, stock
 
 ACTOR = Actor.system("test")
 
@@ -85,6 +85,30 @@ def test_rejected_reserve_undoes_what_it_applied_without_a_savepoint(network, sh
         stock_reserve(lines=lines[:1], actor=ACTOR, reference="z", savepoint=False)  # and the transaction goes on
     assert counters(dc1, a) == (5, 2)
     assert StockMovement.objects.count() == movements + 1
+    assert ledger_mismatches() == []
+
+
+@pytest.mark.parametrize("rows", [3, 16, 17, 40])  # PostgreSQL: rows spelled out up to 16, arrays above
+def test_multi_row_reserve_applies_exact_counters_or_nothing(network, rows):
+    """Many rows in one reserve: each row's counters after it land in its ledger row; one row
+    refused in the middle (it fits on hand, not on hand less safety stock) leaves every row as
+    it was."""
+    dc1, mid = network["dc1"], rows // 2
+    items = [ItemFactory(sku=f"M{i:02d}") for i in range(rows)]
+    for i, item in enumerate(items):
+        stock(dc1, item, 10 + i, safety_stock=5 if i == mid else 0)
+    lines = [StockLine(dc1.pk, item.pk, 1 + i % 3) for i, item in enumerate(items)]
+    refused = [*lines[:mid], StockLine(dc1.pk, items[mid].pk, 10 + mid - 2), *lines[mid + 1 :]]
+    with transaction.atomic():
+        with pytest.raises(InsufficientStock) as err:
+            stock_reserve(lines=refused, actor=ACTOR, reference="too-many", savepoint=False)
+        assert err.value.skus == [items[mid].sku]
+        assert all(counters(dc1, item) == (10 + i, 0) for i, item in enumerate(items))
+        ledger = stock_reserve(lines=lines, actor=ACTOR, reference="fits", savepoint=False)
+    assert [counters(dc1, item) for item in items] == [(10 + i, 1 + i % 3) for i in range(rows)]
+    assert sorted((m.item_id, m.on_hand_after, m.reserved_after) for m in ledger) == sorted(
+        (item.pk, 10 + i, 1 + i % 3) for i, item in enumerate(items)
+    )
     assert ledger_mismatches() == []
 
 

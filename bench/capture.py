@@ -738,6 +738,15 @@ def run_one(kind: str, spec: str, args, key: str, tag: str) -> dict:
     return r
 
 
+def median_run(runs: list[dict], *, by_spec: bool = False) -> dict:
+    """The run with the median throughput; `by_spec`: of the setup whose median is highest."""
+    if by_spec:
+        specs = {r["spec"] for r in runs}
+        return max((median_run([r for r in runs if r["spec"] == spec]) for spec in specs), key=lambda r: r["rps"])
+    ordered = sorted(runs, key=lambda r: r["rps"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def print_run(r: dict) -> None:
     cpu = r["cpu"]
     n = max(1, r["created_201"])
@@ -931,6 +940,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3, help="seconds of load before each measured run")
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--loadgen", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure each (setup, capture/baseline) this many times, alternating, and compare medians "
+        "(this VM's speed drifts by a quarter from minute to minute)",
+    )
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument(
         "--skip-noop",
@@ -976,14 +992,16 @@ def main() -> None:
     print(f"server env: DATABASE_URL={args.database_url} REDIS_URL={args.redis_url} OMS_DEBUG=0 LOG_LEVEL=WARNING")
     print("no Celery worker runs: capture writes outbox rows and kicks the relay (a Redis publish) only")
     runs = []
-    for spec in configs:
-        for kind in ("capture",) if args.skip_baseline else ("capture", "baseline"):
-            r = run_one(kind, spec, args, key, tag)
-            runs.append(r)
-            print_run(r)
+    for round_ in range(1, args.rounds + 1):
+        for spec in configs:
+            for kind in ("capture",) if args.skip_baseline else ("capture", "baseline"):
+                r = run_one(kind, spec, args, key, f"{tag}r{round_}")
+                r["round"] = round_
+                runs.append(r)
+                print_run(r)
 
     if not args.skip_noop:
-        spec = max((r for r in runs if r["kind"] == "capture"), key=lambda r: r["rps"])["spec"]
+        spec = median_run([r for r in runs if r["kind"] == "capture"], by_spec=True)["spec"]
         r = run_one("noop", spec, args, key, tag)
         runs.append(r)
         print_run(r)
@@ -995,14 +1013,26 @@ def main() -> None:
     for kind in ("capture", "baseline", "noop"):
         mine = [r for r in runs if r["kind"] == kind]
         if mine:
-            best[kind] = max(mine, key=lambda r: r["rps"])
+            best[kind] = median_run(mine, by_spec=True)
+    if args.rounds > 1 and "baseline" in best:
+        print("\n-- rounds (capture and baseline alternate; medians compared below) --")
+        for spec in configs:
+            for round_ in range(1, args.rounds + 1):
+                pair = {r["kind"]: r for r in runs if r["spec"] == spec and r.get("round") == round_}
+                if {"capture", "baseline"} <= pair.keys():
+                    c, b = pair["capture"], pair["baseline"]
+                    print(
+                        f"{spec:<12} round {round_}: capture {c['rps']:6.1f}/s, baseline {b['rps']:6.1f}/s, "
+                        f"ratio {c['rps'] / b['rps']:.2f}×"
+                    )
     cap = best["capture"]
     labels = {
         "capture": "capture (full path)",
         "baseline": "baseline (DRF create)",
         "noop": "floor (auth + JSON only)",
     }
-    print(f"\n-- comparison (best setup of each; {args.connections} connections, {os.cpu_count()} shared cores) --")
+    which = "best setup of each" + (f", its median run of {args.rounds}" if args.rounds > 1 else "")
+    print(f"\n-- comparison ({which}; {args.connections} connections, {os.cpu_count()} shared cores) --")
     print(f"{'':<26}{'orders/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'vs capture':>12}  {'CPU ms/order':>13}  gunicorn")
     for kind, r in best.items():
         n = max(1, r["created_201"])

@@ -88,8 +88,11 @@ class Order(FSMModelMixin, models.Model):
         SHIP = "ship", "Ship"
         PICKUP = "pickup", "Pickup"
 
-    number = models.CharField(max_length=20, unique=True, editable=False)
-    channel = models.ForeignKey("inventory.Channel", on_delete=models.PROTECT, related_name="orders")
+    # Unique through Meta.constraints, not unique=True: that would add a LIKE index (varchar
+    # pattern ops) on PostgreSQL, which nothing queries and every capture writes.
+    number = models.CharField(max_length=20, editable=False)
+    # Indexed as the first column of (channel, external_id) and (channel, created_at).
+    channel = models.ForeignKey("inventory.Channel", on_delete=models.PROTECT, related_name="orders", db_index=False)
     external_id = models.CharField(max_length=100)
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="orders")
     currency = models.CharField(max_length=3)
@@ -122,7 +125,8 @@ class Order(FSMModelMixin, models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["channel", "external_id"], name="order_channel_external_id_uniq")
+            models.UniqueConstraint(fields=["number"], name="order_number_uniq"),
+            models.UniqueConstraint(fields=["channel", "external_id"], name="order_channel_external_id_uniq"),
         ]
         indexes = [
             models.Index(fields=["status", "created_at"]),
@@ -226,7 +230,8 @@ class Allocation(models.Model):
     """Units of a line held (reserved) at a location. Capture holds them provisionally;
     routing moves them; shipment commits them; cancellation releases them."""
 
-    line = models.ForeignKey(OrderLine, on_delete=models.CASCADE, related_name="allocations")
+    # Indexed as the first column of (line, location).
+    line = models.ForeignKey(OrderLine, on_delete=models.CASCADE, related_name="allocations", db_index=False)
     location = models.ForeignKey("inventory.Location", on_delete=models.PROTECT, related_name="+")
     quantity = models.PositiveIntegerField()
     provisional = models.BooleanField(default=True)
@@ -372,7 +377,8 @@ class HoldRule(models.Model):
 class OrderEvent(ActorFields):
     """The timeline: what happened to an order, when, and who or what caused it."""
 
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    # Indexed as the first column of (order, id).
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events", db_index=False)
     type = models.CharField(max_length=50)
     message = models.CharField(max_length=500)
     data = models.JSONField(default=dict, blank=True)

@@ -92,11 +92,20 @@ def parse_config(spec: str) -> tuple[str, int, int]:
     return kind, int(workers), int(threads or 1)
 
 
-def gunicorn_command(spec: str, *, bind: str, app: str = "oms.wsgi", chdir: Path = ROOT) -> list[str]:
-    """The gunicorn command line for a setup such as 'gthread:2x4', from this virtualenv."""
+def gunicorn_command(
+    spec: str, *, bind: str, app: str = "oms.wsgi", chdir: Path = ROOT, worker_connections: int | None = None
+) -> list[str]:
+    """The gunicorn command line for a setup such as 'gthread:2x4', from this virtualenv.
+
+    `worker_connections` caps the connections one gthread worker holds. Without it, the 16
+    keep-alive connections of one load generator may land mostly on one worker, which the GIL
+    then holds to one core: the same code measured 700 or 1,400 availability reads a second
+    from one run to the next (bench/README.md)."""
     kind, workers, threads = parse_config(spec)
     cmd = [str(Path(sys.executable).parent / "gunicorn"), app, "-w", str(workers), "-k", kind]
     cmd += ["-b", bind, "--chdir", str(chdir), "--log-level", "warning"]
     if kind == "gthread":
         cmd += ["--threads", str(threads)]
+        if worker_connections:
+            cmd += ["--worker-connections", str(worker_connections)]
     return cmd

@@ -52,6 +52,7 @@ HOST, PORT = "127.0.0.1", 8141
 DEFAULT_CONFIGS = "sync:4,sync:3,gthread:2x4,gthread:4x2"
 REDIS: str = ""
 TTL: float | None = None
+WORKER_CONNECTIONS: int | None = None
 
 
 def sku_sets(n: int, seed: int) -> list[list[str]]:
@@ -276,7 +277,7 @@ def port_is_free() -> bool:
 def start_gunicorn(spec: str, url: str) -> subprocess.Popen:
     if not port_is_free():  # someone else's server would answer (and be measured) instead of ours
         sys.exit(f"{HOST}:{PORT} is in use: stop that server or pick another port with --port")
-    cmd = gunicorn_command(spec, bind=f"{HOST}:{PORT}")
+    cmd = gunicorn_command(spec, bind=f"{HOST}:{PORT}", worker_connections=WORKER_CONNECTIONS)
     env = {**os.environ, "DATABASE_URL": url, "OMS_DEBUG": "0", "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "WARNING"}
     if REDIS:
         env["REDIS_URL"] = REDIS
@@ -479,6 +480,12 @@ def main() -> None:
         help="gunicorn setups, comma-separated: sync:<workers> or gthread:<workers>x<threads>",
     )
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--worker-connections",
+        type=int,
+        help="gunicorn --worker-connections for gthread setups: at most this many connections per worker "
+        "(e.g. 8 for 16 connections on 2 workers, so one worker cannot take most of them)",
+    )
     parser.add_argument("--duration", type=int, default=20, help="seconds per configuration")
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument(
@@ -492,9 +499,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8141)
     parser.add_argument("--skip-in-process", action="store_true")
     parser.add_argument("--skip-http", action="store_true")
-    global REDIS, TTL, PORT
+    global REDIS, TTL, PORT, WORKER_CONNECTIONS
     args = parser.parse_args()
-    REDIS, TTL, PORT = args.redis_url, args.ttl, args.port
+    REDIS, TTL, PORT, WORKER_CONNECTIONS = args.redis_url, args.ttl, args.port, args.worker_connections
     if REDIS:
         os.environ["REDIS_URL"] = REDIS  # the in-process runs use the same shared cache
     if TTL is not None:

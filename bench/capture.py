@@ -617,7 +617,9 @@ class CpuMeter:
 # --- Servers ----------------------------------------------------------------------------------------
 
 
-def start_gunicorn(app: str, spec: str, url: str, redis_url: str, source: Path = ROOT) -> subprocess.Popen:
+def start_gunicorn(
+    app: str, spec: str, url: str, redis_url: str, source: Path = ROOT, worker_connections: int | None = None
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -630,7 +632,7 @@ def start_gunicorn(app: str, spec: str, url: str, redis_url: str, source: Path =
     name = "baseline" if "baseline" in app else "capture"
     log = open(OUT_DIR / f"gunicorn-capture-{name}-{spec.replace(':', '-')}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        gunicorn_command(spec, bind=f"{HOST}:{PORT}", app=app, chdir=source),
+        gunicorn_command(spec, bind=f"{HOST}:{PORT}", app=app, chdir=source, worker_connections=worker_connections),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -715,7 +717,8 @@ KINDS = {  # what each run serves: gunicorn app, path posted to
 def run_one(kind: str, spec: str, args, key: str, tag: str) -> dict:
     app, path = KINDS[kind]
     load = run_wrk if args.loadgen == "wrk" else run_python_load
-    proc = start_gunicorn(app, spec, args.database_url, args.redis_url, args.source if kind == "capture" else ROOT)
+    source = args.source if kind == "capture" else ROOT
+    proc = start_gunicorn(app, spec, args.database_url, args.redis_url, source, args.worker_connections)
     try:
         status, body = post_one(key, f"{tag}-{kind}-{spec}-check", path)
         if status != 201:
@@ -936,6 +939,11 @@ def main() -> None:
         help="gunicorn setups, comma-separated: gthread:<workers>x<threads> or sync:<workers>",
     )
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--worker-connections",
+        type=int,
+        help="gunicorn --worker-connections for gthread setups (at most this many connections per worker)",
+    )
     parser.add_argument("--duration", type=float, default=20, help="seconds per measured run")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of load before each measured run")
     parser.add_argument("--wrk-threads", type=int, default=2)

@@ -204,8 +204,9 @@ def main() -> None:
             cursor.execute("VACUUM (ANALYZE) inventory_stock")
             cursor.execute("VACUUM (ANALYZE) inventory_stockmovement")
             # Every other table too: with autovacuum off, the channel's 200 locations would keep the
-            # empty-table estimate and the ATP query would loop over the locations (15× slower).
-            cursor.execute("ANALYZE")
+            # empty-table estimate and the ATP query would loop over the locations (15× slower);
+            # and their visibility maps (a fresh seed measured exact p99 13 ms before, 5.9 after).
+            cursor.execute("VACUUM (ANALYZE)")
             print(f"vacuum analyze: {time.perf_counter() - t0:.1f} s")
 
     # --- API key ----------------------------------------------------------------------------

@@ -143,8 +143,9 @@ def prepared_rows(shape: tuple, build: Callable[[list[int]], QuerySet], item_ids
         params[slot] = value
     # A server-side prepared statement from the first call: PostgreSQL plans each shape once per
     # connection (planning these joins costs twice what running them does for a few SKUs: 1.9 →
-    # 0.6 ms per batch). psycopg's plain cursor on the same connection and transaction. With
-    # PG_PREPARE_THRESHOLD=0 (preparing off for Django's statements) only these are prepared.
+    # 0.6 ms per batch). Run on fastsql's kept psycopg cursor, on the same connection and
+    # transaction. With PG_PREPARE_THRESHOLD=0 (preparing off for Django's statements) only these
+    # are prepared.
     conn = connections[DEFAULT_DB_ALIAS]
     conn.ensure_connection()
     raw = conn.connection

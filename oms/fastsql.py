@@ -12,7 +12,6 @@ its field needs it on this database (plain ints, strings and booleans go as they
 from __future__ import annotations
 
 import re
-import weakref
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -128,21 +127,22 @@ def _insert(model: type[models.Model], objs: Sequence[models.Model], suffix: str
 
 # --- Statements on a kept psycopg cursor (PostgreSQL) -------------------------------------------
 
-# psycopg connection → {statement: its RawCursor}: psycopg keeps a cursor's adapters only while
-# the same statement runs on it again.
-_CURSORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _DOLLARS: dict[str, str] = {}  # "… %s …" → "… $1 …"
-_MARK = re.compile(r"%s")
+_PLACEHOLDER = re.compile(r"%[%s(]")
 
 
 def dollars(sql: str) -> str:
-    """`sql` with PostgreSQL's `$n` placeholders for its `%s` ones (cached)."""
+    """`sql` with PostgreSQL's `$n` placeholders for its `%s` ones and `%` for `%%` (cached)."""
     converted = _DOLLARS.get(sql)
     if converted is None:
-        if "%%" in sql or "%(" in sql:
-            raise ValueError("fastsql.fetch takes plain %s placeholders only")
-        numbers = iter(range(1, sql.count("%s") + 1))
-        converted = _MARK.sub(lambda _: f"${next(numbers)}", sql)
+        numbers = iter(range(1, sql.count("%") + 1))
+
+        def replace(mark: re.Match) -> str:
+            if mark.group() == "%(":
+                raise ValueError("fastsql takes positional %s placeholders only")
+            return "%" if mark.group() == "%%" else f"${next(numbers)}"
+
+        converted = _PLACEHOLDER.sub(replace, sql)
         if len(_DOLLARS) > 2000:
             _DOLLARS.clear()
         _DOLLARS[sql] = converted
@@ -173,14 +173,18 @@ def run_raw(sql: str, params: Sequence[Any], conn, *, rows: bool = True, prepare
     conn.ensure_connection()
     conn.validate_no_broken_transaction()
     raw = conn.connection
-    kept = _CURSORS.get(raw)
-    if kept is None:
-        kept = _CURSORS[raw] = {}
-    cursor = kept.get(sql)
+    # Kept on Django's connection wrapper (one per thread), for its current psycopg connection
+    # only: psycopg keeps a cursor's dumpers while the same statement runs on it again, and a
+    # reconnect drops the old cursors with the old connection.
+    kept = getattr(conn, "_fastsql_cursors", None)
+    if kept is None or kept[0] is not raw:
+        kept = conn._fastsql_cursors = (raw, {})
+    cursors = kept[1]
+    cursor = cursors.get(sql)
     if cursor is None or cursor.closed:
-        if len(kept) > 200:  # statements vary in shape (row counts): keep the common ones
-            kept.clear()
-        cursor = kept[sql] = psycopg.RawCursor(raw)
+        if len(cursors) > 200:  # statements vary in shape (row counts): keep the common ones
+            cursors.clear()
+        cursor = cursors[sql] = psycopg.RawCursor(raw)
     with conn.wrap_database_errors:
         cursor.execute(sql, params, prepare=prepare)
         return cursor.fetchall() if rows else []

@@ -3,11 +3,13 @@
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from inventory.models import StockMovement
-from oms.fastsql import insert_groups, insert_objects, insert_unless_conflict
+from oms.fastsql import _converter, dollars, fetch, insert_groups, insert_objects, insert_unless_conflict
 from orders.models import Allocation, Customer, Order, OrderEvent, OrderLine
 from tests.factories import ChannelFactory, ItemFactory, LocationFactory
 
@@ -93,3 +95,46 @@ def test_many_rows_split_under_the_parameter_limit():
     insert_objects(rows)
     assert StockMovement.objects.filter(location=loc).count() == 2600
     assert len({r.pk for r in rows}) == 2600
+
+
+def test_dollars_numbers_placeholders_and_keeps_literal_percent():
+    assert dollars("SELECT %s, 5 %% 2 FROM t WHERE a LIKE %s") == "SELECT $1, 5 % 2 FROM t WHERE a LIKE $2"
+    with pytest.raises(ValueError):
+        dollars("SELECT %(name)s")
+
+
+def test_fetch_is_logged_and_wraps_errors():
+    channel = ChannelFactory(code="web")
+    customer = Customer(email="y@example.com")
+    insert_objects([customer])
+    sql = "SELECT id, email FROM orders_customer WHERE email = %s"
+    with CaptureQueriesContext(connection) as queries:
+        assert fetch(sql, ["y@example.com"]) == [(customer.pk, "y@example.com")]
+        assert fetch(sql, ["nobody@example.com"]) == []
+    assert len(queries.captured_queries) == 2
+    assert insert_unless_conflict(_order(channel, customer, "E-9"))
+    # A duplicate number breaks the unique constraint: Django's IntegrityError, as from the ORM.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        fetch("INSERT INTO orders_order (number) SELECT number FROM orders_order WHERE number = %s", ["T-E-9"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_kept_cursors_follow_the_connection_after_a_reconnect():
+    sql = "SELECT count(*) FROM orders_customer WHERE email = %s"
+    assert fetch(sql, ["z@example.com"]) == [(0,)]
+    connection.close()  # CONN_MAX_AGE, a failover: the next statement opens a new connection
+    assert fetch(sql, ["z@example.com"]) == [(0,)]
+    if connection.vendor == "postgresql":
+        raw, cursors = connection._fastsql_cursors
+        assert raw is connection.connection and list(cursors) == [dollars(sql)]
+
+
+def test_converter_shortcuts_give_what_django_would():
+    created = timezone.now()
+    fields = {f.name: f for f in Order._meta.concrete_fields}
+    for name, value in (("grand_total", Decimal("12.30")), ("tax_total", Decimal("0")), ("created_at", created)):
+        field = fields[name]
+        shortcut = _converter(field, connection.vendor)
+        assert shortcut(value, connection) == field.get_db_prep_save(value, connection)
+    with pytest.raises(ValidationError):  # not finite: Django's own check still runs
+        _converter(fields["grand_total"], connection.vendor)(Decimal("NaN"), connection)

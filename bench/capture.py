@@ -207,9 +207,16 @@ def _baseline_wsgi():
     from django.conf import settings
     from django.core.wsgi import get_wsgi_application
 
+    from django.urls import get_resolver
+
+    from oms.process import settle_collector
+
     sys.modules[BASELINE_URLCONF] = _baseline_urlconf()
     settings.ROOT_URLCONF = BASELINE_URLCONF
-    return get_wsgi_application()
+    app = get_wsgi_application()
+    get_resolver().url_patterns  # noqa: B018 - as oms.wsgi does: the same process settings
+    settle_collector()
+    return app
 
 
 _baseline_app = None

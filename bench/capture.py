@@ -206,7 +206,6 @@ def _baseline_wsgi():
     django.setup()
     from django.conf import settings
     from django.core.wsgi import get_wsgi_application
-
     from django.urls import get_resolver
 
     from oms.process import settle_collector

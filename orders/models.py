@@ -142,6 +142,21 @@ class Order(FSMModelMixin, models.Model):
     def is_pickup(self) -> bool:
         return self.fulfillment_method == self.Method.PICKUP
 
+    def ship_to(self) -> dict | None:
+        """Where the order goes, as the API and fulfilment partners are given it (None for
+        pickup orders)."""
+        if self.is_pickup:
+            return None
+        return {
+            "name": self.ship_name,
+            "line1": self.ship_line1,
+            "line2": self.ship_line2,
+            "city": self.ship_city,
+            "region": self.ship_region,
+            "postal_code": self.ship_postal_code,
+            "country": self.ship_country,
+        }
+
     # --- State machine: transitions change state in memory; services lock, save and audit. ---
 
     @transition(field=status, source=PRE_SHIPMENT_STATES, target=OrderStatus.ON_HOLD)

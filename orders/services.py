@@ -1330,17 +1330,7 @@ def fulfillment_request(fulfillment: Fulfillment) -> dict:
         "location": fulfillment.location.code,
         "method": order.fulfillment_method,
         "transfer_to": fulfillment.transfer_to.code if fulfillment.transfer_to else None,
-        "ship_to": None
-        if order.is_pickup
-        else {
-            "name": order.ship_name,
-            "line1": order.ship_line1,
-            "line2": order.ship_line2,
-            "city": order.ship_city,
-            "region": order.ship_region,
-            "postal_code": order.ship_postal_code,
-            "country": order.ship_country,
-        },
+        "ship_to": order.ship_to(),
         "shipping_method": order.shipping_method,
         "lines": [
             {"line_id": fl.line_id, "sku": fl.line.sku, "quantity": fl.quantity} for fl in fulfillment.lines.all()

@@ -101,16 +101,11 @@ def order_summary(order, tz=None) -> dict:
 
 
 def address_of(order: Order) -> dict | None:
-    if order.is_pickup:
+    address = order.ship_to()
+    if address is None:
         return None
     return {
-        "name": order.ship_name,
-        "line1": order.ship_line1,
-        "line2": order.ship_line2,
-        "city": order.ship_city,
-        "region": order.ship_region,
-        "postal_code": order.ship_postal_code,
-        "country": order.ship_country,
+        **address,
         "latitude": None if order.ship_latitude is None else str(order.ship_latitude),
         "longitude": None if order.ship_longitude is None else str(order.ship_longitude),
     }

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from orders.models import HoldRule, HoldType
+from orders.models import HoldRule, HoldType, Order
 
 pytestmark = pytest.mark.usefixtures("no_routing")
 
@@ -26,6 +26,16 @@ def test_plain_capture(api, order_body, stocked):
     answer = same_as_detail(api, order_body())
     assert [e["type"] for e in answer["events"]] == ["stock.reserved", "order.created"]
     assert answer["lines"][0]["allocations"] == [{"location": "DC1", "quantity": 3, "provisional": True}]
+
+
+def test_ship_to_is_the_answers_address_without_coordinates(api, order_body, stocked):
+    answer = same_as_detail(api, order_body(external_id="W-addr"))
+    order = Order.objects.get(number=answer["number"])
+    coordinates = ("latitude", "longitude")
+    assert order.ship_to() == {k: v for k, v in answer["shipping_address"].items() if k not in coordinates}
+    assert order.ship_to()["line1"] and order.ship_to()["country"]
+    order.fulfillment_method = Order.Method.PICKUP
+    assert order.ship_to() is None
 
 
 def test_capture_with_hold_rules(api, order_body, stocked):

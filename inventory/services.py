@@ -91,25 +91,11 @@ _UPDATE_PLAIN = _UPDATE_SQL.format(extra="")
 _UPDATE_ATP = _UPDATE_SQL.format(extra="AND on_hand - reserved - safety_stock >= %s")
 
 
-_UPDATE_MANY = """
-WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::int[]) AS v(id, on_hand, reserved, need)),
-     locked AS MATERIALIZED (SELECT id FROM inventory_stock WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE)
-UPDATE inventory_stock s
-   SET on_hand = s.on_hand + v.on_hand, reserved = s.reserved + v.reserved, updated_at = %s
-  FROM v
- WHERE s.id = v.id AND s.id IN (SELECT id FROM locked)
-   AND s.on_hand + v.on_hand >= s.reserved + v.reserved
-   AND s.reserved + v.reserved >= 0
-   AND (v.need IS NULL OR s.on_hand - s.reserved - s.safety_stock >= v.need)
-RETURNING s.id, s.on_hand, s.reserved
-"""
-_UNDO = "UPDATE inventory_stock SET on_hand = on_hand - %s, reserved = reserved - %s WHERE id = %s"
-
-# The same statement with the rows spelled out, for the few rows of an order: PostgreSQL's
-# estimates then match every execution, so after five it keeps one generic plan instead of
-# planning each reserve again (0.3-0.5 ms each). Arrays (one statement for any count) above.
-_UPDATE_ROWS = """
-WITH v(id, on_hand, reserved, need) AS (VALUES {rows}),
+# Conditional updates of many rows in one statement, `v` giving (id, on_hand, reserved, need)
+# per row; the rows are locked in id order first, so concurrent multi-row reserves never
+# deadlock.
+_UPDATE_FROM = """
+WITH v(id, on_hand, reserved, need) AS ({rows}),
      locked AS MATERIALIZED (SELECT id FROM inventory_stock WHERE id IN (SELECT id FROM v) ORDER BY id FOR UPDATE)
 UPDATE inventory_stock s
    SET on_hand = s.on_hand + v.on_hand, reserved = s.reserved + v.reserved, updated_at = %s
@@ -120,6 +106,12 @@ UPDATE inventory_stock s
    AND (v.need IS NULL OR s.on_hand - s.reserved - s.safety_stock >= v.need)
 RETURNING s.id, s.on_hand, s.reserved
 """
+_UPDATE_MANY = _UPDATE_FROM.format(rows="SELECT * FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::int[])")
+_UNDO = "UPDATE inventory_stock SET on_hand = on_hand - %s, reserved = reserved - %s WHERE id = %s"
+
+# For the few rows of an order the rows are spelled out in VALUES instead: PostgreSQL's
+# estimates then match every execution, so after five it keeps one generic plan instead of
+# planning each reserve again (0.3-0.5 ms each). Arrays (one statement for any count) above.
 _SPELLED_OUT_UP_TO = 16
 _UPDATE_ROWS_SQL: dict[int, str] = {}
 
@@ -128,7 +120,7 @@ def _update_rows_sql(count: int) -> str:
     sql = _UPDATE_ROWS_SQL.get(count)
     if sql is None:
         rows = ", ".join(["(%s::bigint, %s::int, %s::int, %s::int)"] + ["(%s, %s, %s, %s)"] * (count - 1))
-        sql = _UPDATE_ROWS_SQL[count] = _UPDATE_ROWS.format(rows=rows)
+        sql = _UPDATE_ROWS_SQL[count] = _UPDATE_FROM.format(rows=f"VALUES {rows}")
     return sql
 
 
@@ -146,7 +138,7 @@ def _update_counters(cursor, movements: list[_Movement], now) -> list[tuple[int,
             sql = _update_rows_sql(len(movements))
             params = [*chain.from_iterable(zip(ids, on_hand, reserved, needs, strict=True)), now]
         else:
-            sql, params = _UPDATE_MANY, [ids, on_hand, reserved, needs, ids, now]
+            sql, params = _UPDATE_MANY, [ids, on_hand, reserved, needs, now]
         found = {pk: (after_on_hand, after_reserved) for pk, after_on_hand, after_reserved in fetch(sql, params)}
         return [found.get(pk) for pk in ids]
     after = []

@@ -17,8 +17,8 @@ reported) with DATABASE_URL, REDIS_URL (default redis://127.0.0.1:6379/14), OMS_
 LOG_LEVEL=WARNING:
   * capture:  oms.wsgi, POST /api/v1/orders/ with an Idempotency-Key header: validation, customer,
     order + 3 lines, stock reservation in the channel (conditional updates + ledger), allocations,
-    timeline, outbox rows, then the full order as the answer; the idempotency record is claimed
-    before and filled after, each in its own commit.
+    timeline, outbox rows, then the full order as the answer; the idempotency claim, the order
+    and the stored answer commit in one transaction.
   * baseline: bench.capture:baseline_app, the same Django settings and middleware and the same
     API-key authentication and scope check, but its own URLconf with a plain DRF ModelSerializer
     create (Order + 3 OrderLines, customer get-or-create): no reservation, no idempotency, no

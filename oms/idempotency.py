@@ -1,7 +1,11 @@
 """Idempotency-Key for API POSTs: the first answer is stored and replayed byte for byte.
 
-The key is claimed with an insert that commits at once (requests are not atomic as a whole),
-so a concurrent duplicate sees it immediately, waits for the first answer and replays it.
+By default the key is claimed with an insert that commits at once (requests are not atomic as
+a whole), so a concurrent duplicate sees it immediately, waits for the first answer and replays
+it. With `@idempotent(atomic=True)` (order capture) the claim, the handler's writes and the
+stored answer commit together instead: one commit rather than three, and a request that dies
+half-way leaves neither a claim nor a finished order without its answer. A concurrent duplicate
+then waits in the database on the claim's unique key and replays the answer once it commits.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from rest_framework.response import Response
 from .api.errors import envelope
 from .fastsql import fetch, insert_unless_conflict
 from .models import IdempotencyRecord
+from .transactions import all_or_nothing
 
 WAIT_SECONDS = 15.0
 POLL_SECONDS = 0.05
@@ -57,8 +62,13 @@ def _error(status: int, code: str, message: str) -> Response:
     return Response(envelope(code, message, {HEADER: message}), status=status)
 
 
-def idempotent(handler):
-    """Wrap an APIView handler (post) so that retries with the same key replay its answer."""
+def idempotent(handler=None, *, atomic: bool = False):
+    """Wrap an APIView handler (post) so that retries with the same key replay its answer.
+
+    atomic=True runs the handler inside the claim's transaction: only for handlers whose work
+    is all in the database (nothing sent out while they run; the outbox sends after commit)."""
+    if handler is None:
+        return functools.partial(idempotent, atomic=atomic)
 
     @functools.wraps(handler)
     def wrapper(view, request, *args, **kwargs):
@@ -71,34 +81,86 @@ def idempotent(handler):
         record = IdempotencyRecord(
             principal=principal, key=key, method=request.method, path=request.path, fingerprint=fingerprint
         )
-        if not insert_unless_conflict(record):  # one statement, committed at once
-            return _existing(principal, key, fingerprint)
-        try:
-            try:
-                response = handler(view, request, *args, **kwargs)
-            except Exception as exc:
-                response = view.handle_exception(exc)  # domain and validation errors become 4xx
-            if response.status_code >= 500:
-                raise RuntimeError("server error")
-        except Exception:
-            record.delete()  # a retry may try again
-            raise
-        view.finalize_response(request, response, *args, **kwargs)
-        response.render()
-        fetch(
-            _FINISH_SQL,
-            [
-                IdempotencyRecord.State.DONE,
-                response.status_code,
-                bytes(response.content),
-                response.get("Content-Type", "application/json"),
-                record.pk,
-            ],
-            rows=False,
-        )
-        return response
+        run = _run_atomic if atomic else _run
+        return run(record, lambda: _answer(handler, view, request, args, kwargs))
 
     return wrapper
+
+
+def _answer(handler, view, request, args, kwargs):
+    """The handler's answer, rendered; domain and validation errors become their 4xx answer."""
+    try:
+        response = handler(view, request, *args, **kwargs)
+    except Exception as exc:
+        response = view.handle_exception(exc)  # re-raises what has no 4xx answer
+    if response.status_code >= 500:
+        raise RuntimeError("server error")
+    view.finalize_response(request, response, *args, **kwargs)
+    response.render()
+    return response
+
+
+def _run(record: IdempotencyRecord, answer):
+    if not insert_unless_conflict(record):  # one statement, committed at once
+        return _existing(record.principal, record.key, record.fingerprint)
+    try:
+        response = answer()
+    except Exception:
+        record.delete()  # a retry may try again
+        raise
+    _finish(record, response)
+    return response
+
+
+class _Refused(Exception):
+    """An error answer inside the claim's transaction: it rolls back, the answer is kept."""
+
+    def __init__(self, response):
+        self.response = response
+
+
+class _Taken(Exception):
+    pass
+
+
+def _run_atomic(record: IdempotencyRecord, answer):
+    try:
+        with all_or_nothing():
+            # Waits while a duplicate's transaction holds the same key, then conflicts if it committed.
+            if not insert_unless_conflict(record):
+                raise _Taken
+            response = answer()  # a server error rolls everything back: a retry runs afresh
+            if response.status_code >= 400:
+                raise _Refused(response)
+            _finish(record, response)
+            return response
+    except _Taken:
+        return _existing(record.principal, record.key, record.fingerprint)
+    except _Refused as refused:
+        response = refused.response
+    # Nothing the handler wrote stayed; its answer is stored alone so that a retry gets it too.
+    record.pk = None
+    record.state = IdempotencyRecord.State.DONE
+    record.response_status = response.status_code
+    record.response_body = bytes(response.content)
+    record.response_content_type = response.get("Content-Type", "application/json")
+    if not insert_unless_conflict(record):  # a duplicate answered first: the first answer stands
+        return _existing(record.principal, record.key, record.fingerprint)
+    return response
+
+
+def _finish(record: IdempotencyRecord, response) -> None:
+    fetch(
+        _FINISH_SQL,
+        [
+            IdempotencyRecord.State.DONE,
+            response.status_code,
+            bytes(response.content),
+            response.get("Content-Type", "application/json"),
+            record.pk,
+        ],
+        rows=False,
+    )
 
 
 def _existing(principal: str, key: str, fingerprint: str):

@@ -34,6 +34,7 @@ from oms.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from oms.fastsql import fetch, insert_unless_conflict
 from oms.local_cache import LocalCache
 from oms.outbox import outbox_enqueue_task, outbox_revive
+from oms.transactions import atomic
 
 from . import events, sla
 from .carriers.adapters import Label
@@ -439,7 +440,7 @@ def _allocate(
     return allocations, backordered
 
 
-@transaction.atomic
+@atomic  # no savepoint inside the idempotent request's transaction
 def order_capture(*, data: CaptureInput, actor: Actor) -> Order:
     """Capture an order: validated, de-duplicated on (channel, external id), stock held for
     every line (or backordered when allowed), holds applied, all in one transaction.

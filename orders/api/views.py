@@ -110,7 +110,7 @@ class OrderListCreate(generics.ListAPIView):
         return qs
 
     @extend_schema(request=s.OrderCreateSerializer, responses={201: s.OrderSerializer})
-    @idempotent
+    @idempotent(atomic=True)  # the claim, the order and its stored answer commit together
     def post(self, request):
         d = s.order_create_fast(request.data)
         if d is None:  # not certainly valid: the serializer decides, with its exact errors

@@ -117,6 +117,27 @@ def test_failed_capture_is_replayed_too(api, order_body, stocked):
     assert r1.content == r2.content
 
 
+def test_capture_and_its_stored_answer_commit_together(api, order_body, stocked, unchanged, monkeypatch):
+    """A capture that dies before its answer is stored leaves nothing: no order, no claim, no
+    stock held. The retry with the same key then captures the order once."""
+    from oms import idempotency
+    from oms.models import IdempotencyRecord
+
+    def die(record, response):
+        raise RuntimeError("worker killed before the answer was stored")
+
+    monkeypatch.setattr(idempotency, "_finish", die)
+    with unchanged(), pytest.raises(RuntimeError):
+        api.post("/api/v1/orders/", order_body(), format="json", HTTP_IDEMPOTENCY_KEY="k-3")
+    assert not IdempotencyRecord.objects.exists()
+    monkeypatch.undo()
+    r = api.post("/api/v1/orders/", order_body(), format="json", HTTP_IDEMPOTENCY_KEY="k-3")
+    assert r.status_code == 201, r.content
+    assert Order.objects.count() == 1
+    assert counters("DC1", "A") == (5, 3)
+    assert IdempotencyRecord.objects.get().state == "done"
+
+
 def test_cart_reservation_converts_into_the_order(api, order_body, stocked):
     r = api.post(
         "/api/v1/reservations/",

@@ -1,0 +1,152 @@
+"""Two checkouts' order capture side by side, under the same load at the same time.
+
+    .venv/bin/python bench/capture_ab.py --a /path/to/base --b . --runs 3 --duration 30
+
+This VM's speed drifts by a quarter from one minute to the next, so runs of one checkout after
+the other cannot tell a 5 % change from the noise. Here both checkouts serve at once (gunicorn
+gthread 2×4 each, on their own ports) and each gets its own wrk with half the connections: whatever
+the machine does to one it does to the other. Reported per checkout: orders/s, and CPU per order
+of its gunicorn workers and of its PostgreSQL backends (told apart by application_name). The ports
+swap between runs.
+
+Uses bench/capture.py's database, seed, API key and request mix; run that once first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import capture as cap  # noqa: E402
+from _common import gunicorn_command  # noqa: E402
+
+PORTS = (8141, 8142)
+
+
+def serve(source: Path, port: int, name: str, args) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": args.database_url,
+        "REDIS_URL": args.redis_url,
+        "OMS_DEBUG": "0",
+        "LOG_LEVEL": "WARNING",
+        "PGAPPNAME": f"ab-{name}",  # libpq: tells this server's PostgreSQL backends apart
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    log = open(cap.OUT_DIR / f"gunicorn-ab-{name}.log", "w")  # noqa: SIM115
+    cmd = gunicorn_command(
+        args.config, bind=f"{cap.HOST}:{port}", chdir=source, worker_connections=args.worker_connections
+    )
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=source)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{cap.HOST}:{port}/healthz", timeout=2):
+                return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"gunicorn for {name} did not come up; see {log.name}")
+            time.sleep(0.2)
+
+
+def wrk(port: int, prefix: str, key: str, seconds: float, connections: int) -> subprocess.Popen:
+    lua = cap.OUT_DIR / f"capture-ab-{port}.lua"
+    lua.write_text(
+        cap.WRK_LUA
+        % {"key": key, "prefix": prefix, "n_skus": cap.N_SKUS, "n_customers": cap.N_CUSTOMERS, "path": cap.ORDERS_PATH}
+    )
+    cmd = [shutil.which("wrk"), "-t1", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "10s"]
+    cmd += ["-s", str(lua), f"http://{cap.HOST}:{port}"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def created(proc: subprocess.Popen) -> int:
+    out = proc.communicate()[0]
+    line = next(x for x in out.splitlines() if x.startswith("BENCH "))
+    return int(dict(kv.split("=") for kv in line.split()[1:])["created"])
+
+
+def cpu(server: subprocess.Popen, name: str) -> tuple[float, float]:
+    from django.db import connection
+
+    gunicorn = sum(cap._proc_cpu(pid) for pid in [server.pid, *cap._children(server.pid)])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", [f"ab-{name}"])
+        postgres = sum(cap._proc_cpu(pid) for (pid,) in cursor.fetchall())
+    return gunicorn, postgres
+
+
+def version(source: Path) -> str:
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", "-C", str(source), *argv], capture_output=True, text=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "oms", "orders", "inventory", "routing", "returns")
+    return git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--a", type=Path, required=True, help="checkout A (e.g. the base)")
+    parser.add_argument("--b", type=Path, default=cap.ROOT, help="checkout B (default: this one)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=30)
+    parser.add_argument("--warmup", type=float, default=4)
+    parser.add_argument("--connections", type=int, default=8, help="per checkout")
+    parser.add_argument("--config", default="gthread:2x4", help="gunicorn setup per checkout")
+    parser.add_argument("--worker-connections", type=int, default=4)
+    parser.add_argument("--database-url", default=cap.DEFAULT_DATABASE_URL)
+    parser.add_argument("--redis-url", default=cap.DEFAULT_REDIS_URL)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed (apt-get install -y wrk)")
+    cap.setup_django(args.database_url, args.redis_url)
+    key = cap.KEY_FILE.read_text().strip()
+    sources = {"A": args.a.resolve(), "B": args.b.resolve()}
+    for name, source in sources.items():
+        print(f"{name} = {source} ({version(source)})")
+    print(f"each: gunicorn {args.config}, {args.connections} connections, {args.duration:.0f} s per run")
+    tag = time.strftime("ab%m%d%H%M%S")
+    results: dict[str, list[tuple[float, float, float]]] = {"A": [], "B": []}
+    for run in range(args.runs):
+        ports = dict(zip(("A", "B"), PORTS if run % 2 == 0 else PORTS[::-1], strict=True))
+        servers = {name: serve(sources[name], ports[name], name, args) for name in sources}
+        try:
+            warm = [wrk(ports[n], f"{tag}-{run}-{n}-w-", key, args.warmup, args.connections) for n in sources]
+            for proc in warm:
+                created(proc)
+            before = {name: cpu(servers[name], name) for name in sources}
+            loads = {n: wrk(ports[n], f"{tag}-{run}-{n}-m-", key, args.duration, args.connections) for n in sources}
+            orders = {name: created(proc) for name, proc in loads.items()}
+            after = {name: cpu(servers[name], name) for name in sources}
+        finally:
+            for proc in servers.values():
+                cap.stop_gunicorn(proc)
+        line = []
+        for name in sources:
+            n = max(orders[name], 1)
+            g = (after[name][0] - before[name][0]) * 1000 / n
+            p = (after[name][1] - before[name][1]) * 1000 / n
+            results[name].append((orders[name] / args.duration, g, p))
+            line.append(f"{name}: {orders[name] / args.duration:6.1f} orders/s, {g:.2f} + {p:.2f} = {g + p:.2f} ms")
+        print(f"run {run + 1}: " + " | ".join(line), flush=True)
+    med = {n: [statistics.median(x[i] for x in results[n]) for i in range(3)] for n in results}
+    for name in sources:
+        rps, g, p = med[name]
+        print(f"median {name}: {rps:6.1f} orders/s, CPU per order {g:.2f} + {p:.2f} = {g + p:.2f} ms")
+    ratio = (med["A"][1] + med["A"][2]) / (med["B"][1] + med["B"][2])
+    print(f"B costs {1 / ratio:.3f}× A's CPU per order (gunicorn {med['B'][1] / med['A'][1]:.3f}×,")
+    print(f"PostgreSQL {med['B'][2] / med['A'][2]:.3f}×); B's throughput {med['B'][0] / med['A'][0]:.3f}× A's")
+    print(f"relay kicks removed from Redis: {cap.clear_relay_queue(args.redis_url)}")
+
+
+if __name__ == "__main__":
+    main()

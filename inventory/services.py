@@ -17,7 +17,7 @@ from django.utils import timezone
 from oms.actor import Actor
 from oms.batching import insert_many
 from oms.errors import Conflict, InsufficientStock, NotFound, ValidationFailed
-from oms.fastsql import fetch, insert_objects
+from oms.fastsql import fetch, insert_objects, new
 from oms.outbox import outbox_enqueue_task, outbox_publish_event
 
 from . import atp_cache
@@ -180,7 +180,8 @@ def _apply_movements(movements: list[_Movement], *, actor: Actor) -> list[StockM
             raise _Rejected(rejected)
     actor_fields = actor.as_fields()
     ledger = [
-        StockMovement(
+        new(
+            StockMovement,
             location_id=m.location_id,
             item_id=m.item_id,
             delta_on_hand=m.delta_on_hand,

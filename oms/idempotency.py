@@ -22,7 +22,7 @@ from django.utils import timezone
 from rest_framework.response import Response
 
 from .api.errors import envelope
-from .fastsql import fetch, insert_unless_conflict
+from .fastsql import fetch, insert_unless_conflict, new
 from .models import IdempotencyRecord
 from .transactions import all_or_nothing
 
@@ -78,7 +78,8 @@ def idempotent(handler=None, *, atomic: bool = False):
         if len(key) > 255:
             return _error(400, "validation_error", "Idempotency-Key must be at most 255 characters.")
         principal, fingerprint = _principal(request), _fingerprint(request)
-        record = IdempotencyRecord(
+        record = new(
+            IdempotencyRecord,
             principal=principal, key=key, method=request.method, path=request.path, fingerprint=fingerprint
         )
         run = _run_atomic if atomic else _run

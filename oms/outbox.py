@@ -22,6 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from .batching import insert
+from .fastsql import new
 from .models import OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ _kicker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-kick")
 
 def outbox_enqueue_task(name: str, **kwargs: Any) -> OutboxMessage:
     """Start background work `name(**kwargs)` once the current transaction commits."""
-    msg = insert(OutboxMessage(kind=OutboxMessage.Kind.TASK, topic=name, payload=kwargs))
+    msg = insert(new(OutboxMessage, kind=OutboxMessage.Kind.TASK, topic=name, payload=kwargs))
     transaction.on_commit(_kick_relay)
     return msg
 
@@ -40,7 +41,7 @@ def outbox_publish_event(event_type: str, data: dict[str, Any], *, ordering_key:
 
     Events sharing an `ordering_key` reach each subscriber in the order they were written."""
     msg = insert(
-        OutboxMessage(kind=OutboxMessage.Kind.EVENT, topic=event_type, payload=data, ordering_key=ordering_key)
+        new(OutboxMessage, kind=OutboxMessage.Kind.EVENT, topic=event_type, payload=data, ordering_key=ordering_key)
     )
     transaction.on_commit(_kick_relay)
     return msg

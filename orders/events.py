@@ -8,6 +8,7 @@ from typing import Any
 
 from oms.actor import Actor
 from oms.batching import insert
+from oms.fastsql import new
 from oms.outbox import outbox_publish_event
 
 from .models import CustomerNotification, Order, OrderEvent
@@ -38,7 +39,7 @@ def _record(
 ) -> OrderEvent:
     """`webhook_extra` goes to subscribers only, not onto the timeline (e.g. the pickup code,
     which the customer needs but store staff reading the timeline should not see)."""
-    event = insert(OrderEvent(order=order, type=type, message=message[:500], data=data or {}, **actor.as_fields()))
+    event = insert(new(OrderEvent, order=order, type=type, message=message[:500], data=data or {}, **actor.as_fields()))
     written = getattr(order, "_new_events", None)
     if written is not None:  # capture answers with the events it wrote, without reading them back
         written.append(event)

@@ -31,7 +31,7 @@ from inventory.services import (
 from oms.actor import Actor
 from oms.batching import batched_inserts, insert_many
 from oms.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
-from oms.fastsql import fetch, insert_unless_conflict
+from oms.fastsql import fetch, insert_unless_conflict, new
 from oms.local_cache import LocalCache
 from oms.outbox import outbox_enqueue_task, outbox_revive
 from oms.transactions import atomic
@@ -354,7 +354,7 @@ def _create_order(data: CaptureInput, customer: Customer, totals: dict, pickup: 
     for _ in range(5):
         # ON CONFLICT DO NOTHING rather than a savepoint per order: the only unique keys are the
         # channel's order id and the number.
-        order = Order(number=new_order_number(data.channel.code), **fields)
+        order = new(Order, number=new_order_number(data.channel.code), **fields)
         if insert_unless_conflict(order):
             return order
         existing = Order.objects.filter(channel=data.channel, external_id=data.external_id).first()
@@ -418,7 +418,7 @@ def _allocate(
         while need and pool:
             location_id, q = pool[0]
             take = min(need, q)
-            allocations.append(Allocation(line=line, location_id=location_id, quantity=take))
+            allocations.append(new(Allocation, line=line, location_id=location_id, quantity=take))
             line.quantity_allocated += take
             need -= take
             pool[0] = (location_id, q - take)
@@ -454,7 +454,8 @@ def order_capture(*, data: CaptureInput, actor: Actor) -> Order:
         order = _create_order(data, customer, totals, pickup)
         order._new_events = []  # orders.events._record appends each event it writes
         lines = [
-            OrderLine(
+            new(
+                OrderLine,
                 order=order,
                 item=p.item,
                 sku=p.item.sku,

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from inventory.models import StockMovement
-from oms.fastsql import _converter, dollars, fetch, insert_groups, insert_objects, insert_unless_conflict
+from oms.fastsql import _converter, dollars, fetch, insert_groups, insert_objects, insert_unless_conflict, new
 from orders.models import Allocation, Customer, Order, OrderEvent, OrderLine
 from tests.factories import ChannelFactory, ItemFactory, LocationFactory
 
@@ -138,3 +138,51 @@ def test_converter_shortcuts_give_what_django_would():
         assert shortcut(value, connection) == field.get_db_prep_save(value, connection)
     with pytest.raises(ValidationError):  # not finite: Django's own check still runs
         _converter(fields["grand_total"], connection.vendor)(Decimal("NaN"), connection)
+
+
+def _fields(obj) -> dict:
+    return {k: v for k, v in obj.__dict__.items() if k != "_state"}
+
+
+@pytest.mark.parametrize(
+    "model, values",
+    [
+        (OrderEvent, {"type": "order.created", "message": "m", "data": {"a": 1}, "actor_label": "x"}),
+        (OrderLine, {"sku": "A", "quantity": 2, "unit_price": Decimal("9.50")}),
+        (Allocation, {"location_id": 4, "quantity": 1, "provisional": False}),
+        (StockMovement, {"location_id": 1, "item_id": 2, "delta_on_hand": 0, "delta_reserved": 1}),
+        (Order, {"number": "WE-1", "external_id": "e", "currency": "EUR", "grand_total": Decimal("3")}),
+    ],
+)
+def test_new_makes_the_instance_the_constructor_makes(model, values):
+    parent = Order(number="WE-0", channel_id=7)
+    relation = {OrderEvent: "order", OrderLine: "order", Allocation: "line", Order: "channel"}.get(model)
+    if relation:
+        values = {
+            **values,
+            relation: parent if relation == "order" else (OrderLine(order=parent) if relation == "line" else None),
+        }
+    made, built = model(**values), new(model, **values)
+    assert _fields(built) == _fields(made)
+    assert (built._state.adding, built._state.db) == (made._state.adding, made._state.db)
+    assert built._state.fields_cache == made._state.fields_cache
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nope'"):
+        new(model, nope=1)
+
+
+def test_new_gives_each_row_fresh_callable_defaults():
+    from oms.models import OutboxMessage
+
+    a, b = new(OutboxMessage, topic="t", payload={}), new(OutboxMessage, topic="t", payload={})
+    assert a.event_id != b.event_id and a.next_attempt_at is not None
+    assert _fields(a).keys() == _fields(OutboxMessage(topic="t", payload={})).keys()
+
+
+@pytest.mark.django_db
+def test_new_rows_insert_and_read_back_like_constructed_ones():
+    channel, customer = ChannelFactory(), Customer.objects.create(email="n@example.com")
+    order = new(Order, number="WE-9", channel=channel, customer=customer, external_id="x", currency="USD")
+    insert_objects([order])
+    line = new(OrderLine, order=order, item=ItemFactory(sku="A"), sku="A", quantity=1, unit_price=Decimal("2.00"))
+    insert_objects([line])
+    assert OrderLine.objects.get(pk=line.pk).order.channel_id == channel.pk

@@ -90,7 +90,9 @@ def _converter(field: models.Field, vendor: str) -> Converter:
 
 # model → ({name or attname: (attname, the related row's key if a relation)}, {attname: fixed
 # default}, [(attname, default())])
-_SHAPES: dict[type[models.Model], tuple[dict[str, tuple[str, str | None]], dict[str, Any], list[tuple[str, Callable]]]] = {}
+_SHAPES: dict[
+    type[models.Model], tuple[dict[str, tuple[str, str | None]], dict[str, Any], list[tuple[str, Callable]]]
+] = {}
 
 
 def new(model: type[models.Model], /, **values: Any) -> models.Model:

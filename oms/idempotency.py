@@ -80,7 +80,11 @@ def idempotent(handler=None, *, atomic: bool = False):
         principal, fingerprint = _principal(request), _fingerprint(request)
         record = new(
             IdempotencyRecord,
-            principal=principal, key=key, method=request.method, path=request.path, fingerprint=fingerprint
+            principal=principal,
+            key=key,
+            method=request.method,
+            path=request.path,
+            fingerprint=fingerprint,
         )
         run = _run_atomic if atomic else _run
         return run(record, lambda: _answer(handler, view, request, args, kwargs))

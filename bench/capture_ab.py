@@ -1,13 +1,15 @@
 """Two checkouts' order capture side by side, under the same load at the same time.
 
     .venv/bin/python bench/capture_ab.py --a /path/to/base --b . --runs 3 --duration 30
+    .venv/bin/python bench/capture_ab.py --a . --a-app bench.capture:baseline_app   # vs the baseline
 
 This VM's speed drifts by a quarter from one minute to the next, so runs of one checkout after
 the other cannot tell a 5 % change from the noise. Here both checkouts serve at once (gunicorn
 gthread 2×4 each, on their own ports) and each gets its own wrk with half the connections: whatever
 the machine does to one it does to the other. Reported per checkout: orders/s, and CPU per order
 of its gunicorn workers and of its PostgreSQL backends (told apart by application_name). The ports
-swap between runs.
+swap between runs. `--a-app bench.capture:baseline_app` serves the plain DRF baseline of
+bench/capture.py as A: capture against the baseline, both measured at the same moment.
 
 Uses bench/capture.py's database, seed, API key and request mix; run that once first.
 """
@@ -32,7 +34,7 @@ from _common import gunicorn_command  # noqa: E402
 PORTS = (8141, 8142)
 
 
-def serve(source: Path, port: int, name: str, args) -> subprocess.Popen:
+def serve(source: Path, app: str, port: int, name: str, args) -> subprocess.Popen:
     env = {
         **os.environ,
         "DATABASE_URL": args.database_url,
@@ -44,7 +46,7 @@ def serve(source: Path, port: int, name: str, args) -> subprocess.Popen:
     env.pop("DJANGO_SETTINGS_MODULE", None)
     log = open(cap.OUT_DIR / f"gunicorn-ab-{name}.log", "w")  # noqa: SIM115
     cmd = gunicorn_command(
-        args.config, bind=f"{cap.HOST}:{port}", chdir=source, worker_connections=args.worker_connections
+        args.config, bind=f"{cap.HOST}:{port}", app=app, chdir=source, worker_connections=args.worker_connections
     )
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=source)
     deadline = time.monotonic() + 30
@@ -97,6 +99,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--a", type=Path, required=True, help="checkout A (e.g. the base)")
     parser.add_argument("--b", type=Path, default=cap.ROOT, help="checkout B (default: this one)")
+    parser.add_argument("--a-app", default="oms.wsgi", help="A's WSGI app (bench.capture:baseline_app: the baseline)")
+    parser.add_argument("--b-app", default="oms.wsgi")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=float, default=30)
     parser.add_argument("--warmup", type=float, default=4)
@@ -111,14 +115,15 @@ def main() -> None:
     cap.setup_django(args.database_url, args.redis_url)
     key = cap.KEY_FILE.read_text().strip()
     sources = {"A": args.a.resolve(), "B": args.b.resolve()}
+    apps = {"A": args.a_app, "B": args.b_app}
     for name, source in sources.items():
-        print(f"{name} = {source} ({version(source)})")
+        print(f"{name} = {apps[name]} from {source} ({version(source)})")
     print(f"each: gunicorn {args.config}, {args.connections} connections, {args.duration:.0f} s per run")
     tag = time.strftime("ab%m%d%H%M%S")
     results: dict[str, list[tuple[float, float, float]]] = {"A": [], "B": []}
     for run in range(args.runs):
         ports = dict(zip(("A", "B"), PORTS if run % 2 == 0 else PORTS[::-1], strict=True))
-        servers = {name: serve(sources[name], ports[name], name, args) for name in sources}
+        servers = {name: serve(sources[name], apps[name], ports[name], name, args) for name in sources}
         try:
             warm = [wrk(ports[n], f"{tag}-{run}-{n}-w-", key, args.warmup, args.connections) for n in sources]
             for proc in warm:

@@ -115,6 +115,9 @@ def test_failed_capture_is_replayed_too(api, order_body, stocked):
     r2 = api.post("/api/v1/orders/", body, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
     assert r1.status_code == r2.status_code == 409
     assert r1.content == r2.content
+    assert r2["Idempotent-Replayed"] == "true"
+    assert not Order.objects.exists()
+    assert counters("DC1", "A") == (5, 0)  # nothing held, though the answer was kept
 
 
 def test_capture_and_its_stored_answer_commit_together(api, order_body, stocked, unchanged, monkeypatch):

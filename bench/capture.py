@@ -636,7 +636,10 @@ def start_gunicorn(
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     name = "baseline" if "baseline" in app else "capture"
-    log = open(OUT_DIR / f"gunicorn-capture-{name}-{spec.replace(':', '-')}.log", "w")  # noqa: SIM115
+    # Appended to, one header per run: a server error in an early round must still be readable.
+    log = open(OUT_DIR / f"gunicorn-capture-{name}-{spec.replace(':', '-')}.log", "a")  # noqa: SIM115
+    log.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} {app} from {source}\n")
+    log.flush()
     proc = subprocess.Popen(
         gunicorn_command(spec, bind=f"{HOST}:{PORT}", app=app, chdir=source, worker_connections=worker_connections),
         env=env,

@@ -106,7 +106,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=4)
     parser.add_argument("--connections", type=int, default=8, help="per checkout")
     parser.add_argument("--config", default="gthread:2x4", help="gunicorn setup per checkout")
-    parser.add_argument("--worker-connections", type=int, default=8, help="per gunicorn worker (> threads, or keep-alive is off)")
+    parser.add_argument(
+        "--worker-connections", type=int, default=8, help="per gunicorn worker (> threads, or keep-alive is off)"
+    )
     parser.add_argument("--database-url", default=cap.DEFAULT_DATABASE_URL)
     parser.add_argument("--redis-url", default=cap.DEFAULT_REDIS_URL)
     args = parser.parse_args()

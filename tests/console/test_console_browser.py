@@ -2,29 +2,20 @@
 
 Screenshots go to /tmp/console_*.png."""
 
-import os
-
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from orders.models import Order, OrderEvent, OrderStatus
+from tests.browser import chromium
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls here are plain sync.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def browser():
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture

@@ -66,6 +66,22 @@ def test_50_concurrent_posts_with_one_idempotency_key_make_one_order(http_server
     assert ledger_mismatches() == []
 
 
+def test_50_concurrent_posts_of_a_refused_order_with_one_key_get_one_answer(http_server, world):
+    """The refusal is rolled back and then stored on its own; every duplicate, waiting on the
+    key or arriving after, replays that one answer and nothing is held."""
+    dc, item, raw = world
+    results = run_threads(50, lambda i: post(http_server, raw, order_body("W-2", 11), idempotency_key="refused-key"))
+    assert Counter(status for status, _ in results) == {409: 50}, results[:3]
+    assert len({body for _, body in results}) == 1
+    assert json.loads(results[0][1])["error"]["code"] == "insufficient_stock"
+    assert not Order.objects.exists()
+    record = IdempotencyRecord.objects.get()
+    assert (record.state, record.response_status) == ("done", 409)
+    s = Stock.objects.get(location=dc, item=item)
+    assert (s.on_hand, s.reserved) == (10, 0)
+    assert ledger_mismatches() == []
+
+
 def test_64_concurrent_orders_for_the_last_10_units(http_server, world):
     dc, item, raw = world
     results = run_threads(64, lambda i: post(http_server, raw, order_body(f"W-{i}")))

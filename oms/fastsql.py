@@ -65,6 +65,19 @@ def _plan(model: type[models.Model], rows: int, suffix: str = "", conn=None) -> 
     return plan
 
 
+_UNSET = object()
+_READS: dict[type[models.Model], list[str | None]] = {}
+
+
+def _reads(model: type[models.Model], fields: list[models.Field]) -> list[str | None]:
+    """Per field, the instance attribute that holds its value where `pre_save` would only read
+    it (most fields), None where `pre_save` computes it (auto_now_add and the like)."""
+    reads = _READS.get(model)
+    if reads is None:
+        reads = _READS[model] = [f.attname if type(f).pre_save is models.Field.pre_save else None for f in fields]
+    return reads
+
+
 def _saved_pk(obj: models.Model, field: models.Field) -> Any:
     """The id of a related object assigned before it was saved (a line's allocations)."""
     related = field.get_cached_value(obj)
@@ -164,11 +177,15 @@ def insert_unless_conflict(obj: models.Model) -> bool:
 def _insert(model: type[models.Model], objs: Sequence[models.Model], suffix: str = "") -> int:
     conn = _db()
     fields, converters, sql = _plan(model, len(objs), suffix, conn)
+    reads = _reads(model, fields)
     params: list[Any] = []
     append = params.append
     for obj in objs:
-        for f, convert in zip(fields, converters, strict=True):
-            value = f.pre_save(obj, True)
+        d = obj.__dict__
+        for f, attname, convert in zip(fields, reads, converters, strict=True):
+            value = d.get(attname, _UNSET) if attname else _UNSET
+            if value is _UNSET:
+                value = f.pre_save(obj, True)
             if value is None and f.is_relation and f.is_cached(obj):
                 value = _saved_pk(obj, f)
             append(value if convert is None else convert(value, conn))
@@ -266,10 +283,14 @@ def insert_groups(groups: Sequence[Sequence[models.Model]]) -> None:
     for i, group in enumerate(groups):
         model = type(group[0])
         fields, converters, _ = _plan(model, len(group), "", conn)
+        reads = _reads(model, fields)
         shape.append((model, len(group)))
         for r, obj in enumerate(group):
-            for c, (f, convert) in enumerate(zip(fields, converters, strict=True)):
-                value = f.pre_save(obj, True)
+            d = obj.__dict__
+            for c, (f, attname, convert) in enumerate(zip(fields, reads, converters, strict=True)):
+                value = d.get(attname, _UNSET) if attname else _UNSET
+                if value is _UNSET:
+                    value = f.pre_save(obj, True)
                 if value is None and f.is_relation and f.is_cached(obj):
                     related = f.get_cached_value(obj)
                     if related is not None and related.pk is None:

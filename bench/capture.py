@@ -624,7 +624,16 @@ class CpuMeter:
 
 
 def start_gunicorn(
-    app: str, spec: str, url: str, redis_url: str, source: Path = ROOT, worker_connections: int | None = None
+    app: str,
+    spec: str,
+    url: str,
+    redis_url: str,
+    source: Path = ROOT,
+    worker_connections: int | None = None,
+    *,
+    port: int = PORT,
+    log_name: str | None = None,
+    env_extra: dict[str, str] | None = None,
 ) -> subprocess.Popen:
     env = {
         **os.environ,
@@ -633,15 +642,17 @@ def start_gunicorn(
         "OMS_DEBUG": "0",
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
+        **(env_extra or {}),
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     name = "baseline" if "baseline" in app else "capture"
+    log_name = log_name or f"gunicorn-capture-{name}-{spec.replace(':', '-')}.log"
     # Appended to, one header per run: a server error in an early round must still be readable.
-    log = open(OUT_DIR / f"gunicorn-capture-{name}-{spec.replace(':', '-')}.log", "a")  # noqa: SIM115
+    log = open(OUT_DIR / log_name, "a")  # noqa: SIM115
     log.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} {app} from {source}\n")
     log.flush()
     proc = subprocess.Popen(
-        gunicorn_command(spec, bind=f"{HOST}:{PORT}", app=app, chdir=source, worker_connections=worker_connections),
+        gunicorn_command(spec, bind=f"{HOST}:{port}", app=app, chdir=source, worker_connections=worker_connections),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -652,7 +663,7 @@ def start_gunicorn(
         if proc.poll() is not None:
             sys.exit(f"gunicorn exited with {proc.returncode}; see {log.name}")
         try:
-            with urllib.request.urlopen(f"http://{HOST}:{PORT}/healthz", timeout=2) as r:
+            with urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=2) as r:
                 if r.status == 200:
                     return proc
         except OSError:

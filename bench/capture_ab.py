@@ -18,47 +18,32 @@ Uses bench/capture.py's database, seed, API key and request mix; run that once f
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import capture as cap  # noqa: E402
-from _common import gunicorn_command  # noqa: E402
 
 PORTS = (8141, 8142)
 
 
 def serve(source: Path, app: str, port: int, name: str, args) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATABASE_URL": args.database_url,
-        "REDIS_URL": args.redis_url,
-        "OMS_DEBUG": "0",
-        "LOG_LEVEL": "WARNING",
-        "PGAPPNAME": f"ab-{name}",  # libpq: tells this server's PostgreSQL backends apart
-    }
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    log = open(cap.OUT_DIR / f"gunicorn-ab-{name}.log", "w")  # noqa: SIM115
-    cmd = gunicorn_command(
-        args.config, bind=f"{cap.HOST}:{port}", app=app, chdir=source, worker_connections=args.worker_connections
+    return cap.start_gunicorn(
+        app,
+        args.config,
+        args.database_url,
+        args.redis_url,
+        source,
+        args.worker_connections,
+        port=port,
+        log_name=f"gunicorn-ab-{name}.log",
+        env_extra={"PGAPPNAME": f"ab-{name}"},  # libpq: tells this server's PostgreSQL backends apart
     )
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=source)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://{cap.HOST}:{port}/healthz", timeout=2):
-                return proc
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"gunicorn for {name} did not come up; see {log.name}")
-            time.sleep(0.2)
 
 
 def wrk(port: int, prefix: str, key: str, seconds: float, connections: int) -> subprocess.Popen:

@@ -78,6 +78,15 @@ def _reads(model: type[models.Model], fields: list[models.Field]) -> list[str | 
     return reads
 
 
+def _field_value(obj: models.Model, f: models.Field, attname: str | None) -> Any:
+    """`f.pre_save(obj, True)`, read straight from the instance where that is all it does."""
+    if attname:
+        value = obj.__dict__.get(attname, _UNSET)
+        if value is not _UNSET:
+            return value
+    return f.pre_save(obj, True)
+
+
 def _saved_pk(obj: models.Model, field: models.Field) -> Any:
     """The id of a related object assigned before it was saved (a line's allocations)."""
     related = field.get_cached_value(obj)
@@ -181,11 +190,8 @@ def _insert(model: type[models.Model], objs: Sequence[models.Model], suffix: str
     params: list[Any] = []
     append = params.append
     for obj in objs:
-        d = obj.__dict__
         for f, attname, convert in zip(fields, reads, converters, strict=True):
-            value = d.get(attname, _UNSET) if attname else _UNSET
-            if value is _UNSET:
-                value = f.pre_save(obj, True)
+            value = _field_value(obj, f, attname)
             if value is None and f.is_relation and f.is_cached(obj):
                 value = _saved_pk(obj, f)
             append(value if convert is None else convert(value, conn))
@@ -286,11 +292,8 @@ def insert_groups(groups: Sequence[Sequence[models.Model]]) -> None:
         reads = _reads(model, fields)
         shape.append((model, len(group)))
         for r, obj in enumerate(group):
-            d = obj.__dict__
             for c, (f, attname, convert) in enumerate(zip(fields, reads, converters, strict=True)):
-                value = d.get(attname, _UNSET) if attname else _UNSET
-                if value is _UNSET:
-                    value = f.pre_save(obj, True)
+                value = _field_value(obj, f, attname)
                 if value is None and f.is_relation and f.is_cached(obj):
                     related = f.get_cached_value(obj)
                     if related is not None and related.pk is None:

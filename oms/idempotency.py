@@ -146,26 +146,19 @@ def _run_atomic(record: IdempotencyRecord, answer):
     # Nothing the handler wrote stayed; its answer is stored alone so that a retry gets it too.
     record.pk = None
     record.state = IdempotencyRecord.State.DONE
-    record.response_status = response.status_code
-    record.response_body = bytes(response.content)
-    record.response_content_type = response.get("Content-Type", "application/json")
+    record.response_status, record.response_body, record.response_content_type = _stored(response)
     if not insert_unless_conflict(record):  # a duplicate answered first: the first answer stands
         return _existing(record.principal, record.key, record.fingerprint)
     return response
 
 
+def _stored(response) -> tuple[int, bytes, str]:
+    """What is kept of an answer to replay it: status, body, content type."""
+    return response.status_code, bytes(response.content), response.get("Content-Type", "application/json")
+
+
 def _finish(record: IdempotencyRecord, response) -> None:
-    fetch(
-        _FINISH_SQL,
-        [
-            IdempotencyRecord.State.DONE,
-            response.status_code,
-            bytes(response.content),
-            response.get("Content-Type", "application/json"),
-            record.pk,
-        ],
-        rows=False,
-    )
+    fetch(_FINISH_SQL, [IdempotencyRecord.State.DONE, *_stored(response), record.pk], rows=False)
 
 
 def _existing(principal: str, key: str, fingerprint: str):
